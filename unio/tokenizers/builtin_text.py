@@ -77,7 +77,10 @@ def builtin_corpus(num_sentences: int = 4000, seed: int = 0) -> list[str]:
         values["sentence"] = "the quick brown fox jumps over the lazy dog"
         return template.format(**values)
 
-    sentences = []
+    # Words also appear on their own: with no dummy prefix, a label at the start of a string ("person")
+    # is a different piece sequence from the same word mid-sentence ("▁person").
+    sentences = [w for w in (*COLOURS, *SHAPES, *COCO_CATEGORIES, *NUMBERS) for _ in range(3)]
+    sentences += [p.split(" {")[0].split(":")[0] for p in PROMPTS for _ in range(5)]
     for i in range(num_sentences):
         template = PROMPTS[i % len(PROMPTS)] if i % 4 == 0 else rng.choice(TEMPLATES)
         text = fill(template)

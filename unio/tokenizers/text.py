@@ -20,7 +20,6 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import sentencepiece as spm
 
@@ -30,12 +29,18 @@ from unio.atomic import atomic_write_bytes
 @dataclass
 class TextTokenizerConfig:
     vocab_size: int = 8000
-    model_type: Literal["unigram", "bpe"] = "unigram"
+    model_type: str = "unigram"  # "unigram" or "bpe"
     character_coverage: float = 0.9995  # rare characters go to byte fallback instead of pieces
     max_sentences: int = 2_000_000  # sampled from the corpus when it is larger
     split_digits: bool = True  # one piece per digit: numbers stay compositional
     # When the corpus is too small for `vocab_size` pieces, train a smaller model instead of failing.
     allow_smaller_vocab: bool = True
+
+    def __post_init__(self) -> None:
+        if self.model_type not in ("unigram", "bpe"):
+            raise ValueError(f"text tokenizer model_type must be 'unigram' or 'bpe', got {self.model_type!r}")
+        if self.vocab_size < 260:
+            raise ValueError(f"text tokenizer vocab_size must be >= 260 (256 byte pieces + a few), got {self.vocab_size}")
 
 
 class TextTokenizer:

@@ -18,6 +18,8 @@ Quantisation always runs in fp32, also under autocast (the bf16 code collapse re
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import typing
 from dataclasses import dataclass, field
@@ -280,3 +282,77 @@ class VQAutoencoder(nn.Module):
     def decode(self, codes: Tensor) -> Tensor:
         z = self.quantizer.codes_to_latents(codes)
         return self.decoder(z.contiguous(memory_format=torch.channels_last))
+
+
+class GridTokenizer(nn.Module):
+    """Base of the image, mask and audio tokenizers: an autoencoder plus the modality's pre/post-processing.
+
+    Subclasses set ``kind`` and ``config_class`` and implement ``input_size`` (the [H, W] the autoencoder
+    sees), ``training_loss`` and their own ``encode`` / ``decode``.
+    """
+
+    kind: typing.ClassVar[str] = ""
+    config_class: typing.ClassVar[type] = object
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.autoencoder = VQAutoencoder(cfg.autoencoder)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    @property
+    def codebook_size(self) -> int:
+        return self.autoencoder.codebook_size
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """Tokens per item as (rows, columns)."""
+        return self.autoencoder.grid_shape(*self.input_size)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid_shape[0] * self.grid_shape[1]
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.cfg)
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable hash of kind, config and weights (16 hex chars); caches and checkpoints store it."""
+        digest = hashlib.sha256()
+        digest.update(json.dumps({"kind": self.kind, "config": self.config_dict()}, sort_keys=True).encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            t = tensor.detach().cpu().clone(memory_format=torch.contiguous_format)
+            digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return digest.hexdigest()[:16]
+
+    @classmethod
+    def from_config_dict(cls, data: dict[str, Any]) -> GridTokenizer:
+        return cls(config_from_dict(cls.config_class, data, f"{cls.kind} tokenizer config"))
+
+    def check_codes(self, codes: Tensor) -> Tensor:
+        """Accept [h, w] or [B, h, w] integer codes of this tokenizer's grid; returns [B, h, w] long."""
+        if not isinstance(codes, Tensor) or codes.dtype.is_floating_point or codes.dtype == torch.bool:
+            raise TypeError(f"codes must be an integer tensor, got {getattr(codes, 'dtype', type(codes))}")
+        if codes.ndim == 2:
+            codes = codes.unsqueeze(0)
+        if codes.ndim != 3 or tuple(codes.shape[1:]) != self.grid_shape:
+            raise ValueError(f"codes shape {tuple(codes.shape)}: expected [B, {self.grid_shape[0]}, {self.grid_shape[1]}]")
+        return codes.long().to(self.device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+@dataclass
+class TrainingLoss:
+    loss: Tensor  # scalar to backpropagate
+    parts: dict[str, Tensor]  # detached scalars for logging
+    target: Tensor  # what the autoencoder tried to reproduce (model space)
+    reconstruction: Tensor  # its output (model space)
+    codes: Tensor  # [B, h, w] long

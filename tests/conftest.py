@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny, hermetic assets (no network, no real data unless a test asks for it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from unio.tokenizers.builtin_text import builtin_corpus
+from unio.tokenizers.text import TextTokenizer, TextTokenizerConfig
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+
+
+def shared_data_dir() -> Path:
+    """Real datasets live outside the repo (licences); CI has them at ../shared/data."""
+    return Path(os.environ.get("UNIO_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path} (set UNIO_DATA or place shared/data beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def text_tokenizer() -> TextTokenizer:
+    """A small SentencePiece model trained on the built-in corpus (~0.3 s, once per session)."""
+    return TextTokenizer.train(builtin_corpus(), TextTokenizerConfig(vocab_size=1000))

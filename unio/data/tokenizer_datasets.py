@@ -1,0 +1,220 @@
+"""Datasets for tokenizer training and evaluation: image crops, instance-mask crops, audio clips.
+
+All paths come from ``TokenizerDataConfig`` (Hydra group ``conf/tokenizer_data``). Sources:
+- image: folders of .jpg/.jpeg/.png files.
+- mask: COCO instance json files; every non-crowd instance with a box side >= ``min_box_side`` pixels
+  becomes one square crop centred on its box (side = ``mask_margin`` * longer box side).
+- audio: folders of .wav files, or LJSpeech-style ``metadata.csv`` files (``id|text|normalized``, audio in
+  ``wavs/{id}.wav`` beside it). ``train_pattern``/``eval_pattern`` (regex on the file name) select a
+  split, e.g. FSDD's official test indices 0-4.
+Training items are randomly augmented; evaluation items are deterministic (centre crops, clip starts).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from unio.data.io import load_image, load_wav
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class TokenizerDataConfig:
+    kind: str = "image"  # image | mask | audio
+    train: list[str] = field(default_factory=list)
+    eval: list[str] = field(default_factory=list)
+    train_pattern: str = ".*"  # regex on file names (images, audio)
+    eval_pattern: str = ".*"
+    # image: each training crop covers resolution * s native pixels, s log-uniform in train_scale
+    # (s=1: native-resolution crop; larger s: zoomed-out views, down to whole-image thumbnails).
+    train_scale: list[float] = field(default_factory=lambda: [1.0, 4.0])
+    eval_resize: int | None = None  # image eval: resize the shorter side first (None = native pixels)
+    min_box_side: float = 8.0  # mask: skip instances whose longer box side is shorter (pixels)
+    mask_margin: float = 1.25  # mask: crop side / longer box side
+    max_eval_items: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("image", "mask", "audio"):
+            raise ValueError(f"tokenizer_data.kind={self.kind!r}: expected image, mask or audio")
+
+
+def _files(roots: list[str], suffixes: tuple[str, ...], pattern: str, what: str) -> list[Path]:
+    regex = re.compile(pattern)
+    found: list[Path] = []
+    for root in roots:
+        path = Path(root)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{what} folder not found: {path}")
+        found += [p for p in sorted(path.iterdir()) if p.suffix.lower() in suffixes and regex.search(p.name)]
+    if not found:
+        raise ValueError(f"no {what} files matching {pattern!r} in {roots}")
+    return found
+
+
+def _to_model_space(img: Image.Image) -> Tensor:
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+class ImageCropDataset(Dataset):
+    """Float [3, R, R] crops in [-1, 1]; decoded images are cached in memory."""
+
+    def __init__(self, cfg: TokenizerDataConfig, resolution: int, train: bool) -> None:
+        self.cfg, self.resolution, self.train = cfg, resolution, train
+        files = _files(cfg.train if train else cfg.eval, IMAGE_SUFFIXES, cfg.train_pattern if train else cfg.eval_pattern, "image")
+        if not train and cfg.max_eval_items:
+            files = files[: cfg.max_eval_items]
+        self.files = files
+        self.images = [load_image(p) for p in files]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Tensor:
+        img, r = self.images[index], self.resolution
+        if not self.train:
+            if self.cfg.eval_resize:
+                scale = self.cfg.eval_resize / min(img.size)
+                img = img.resize((max(r, round(img.width * scale)), max(r, round(img.height * scale))), Image.BICUBIC)
+            left, top = (img.width - r) // 2, (img.height - r) // 2
+            return _to_model_space(img.crop((left, top, left + r, top + r)))
+        lo, hi = self.cfg.train_scale
+        side = r * math.exp(random.uniform(math.log(lo), math.log(hi)))
+        side = min(side, float(min(img.size)))
+        left, top = random.uniform(0, img.width - side), random.uniform(0, img.height - side)
+        crop = img.resize((r, r), Image.BICUBIC, box=(left, top, left + side, top + side))
+        if random.random() < 0.5:
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        return _to_model_space(crop)
+
+
+class MaskCropDataset(Dataset):
+    """Float [1, R, R] binary instance masks (0/1), square crops around each instance's box."""
+
+    def __init__(self, cfg: TokenizerDataConfig, resolution: int, train: bool) -> None:
+        from pycocotools import mask as mask_utils
+        from pycocotools.coco import COCO
+
+        self.cfg, self.resolution, self.train = cfg, resolution, train
+        self.rles: list[dict] = []
+        self.boxes: list[tuple[float, float, float, float]] = []
+        for ann_file in cfg.train if train else cfg.eval:
+            if not Path(ann_file).is_file():
+                raise FileNotFoundError(f"COCO instance annotation file not found: {ann_file}")
+            coco = COCO(str(ann_file))
+            for ann in coco.loadAnns(sorted(coco.getAnnIds(iscrowd=False))):
+                if max(ann["bbox"][2:]) < cfg.min_box_side or not ann.get("segmentation"):
+                    continue
+                rle = coco.annToRLE(ann)
+                if not mask_utils.area(rle):
+                    continue
+                self.rles.append(rle)
+                self.boxes.append(tuple(ann["bbox"]))
+        if not self.rles:
+            raise ValueError(f"no instance masks with box side >= {cfg.min_box_side} in {cfg.train if train else cfg.eval}")
+        if not train and cfg.max_eval_items:
+            self.rles, self.boxes = self.rles[: cfg.max_eval_items], self.boxes[: cfg.max_eval_items]
+        self._decode = mask_utils.decode
+
+    def __len__(self) -> int:
+        return len(self.rles)
+
+    def __getitem__(self, index: int) -> Tensor:
+        x, y, w, h = self.boxes[index]
+        side, cx, cy = max(w, h) * self.cfg.mask_margin, x + w / 2, y + h / 2
+        flip = False
+        if self.train:  # jitter scale and centre a little, and flip
+            side *= random.uniform(0.9, 1.3)
+            cx += random.uniform(-0.1, 0.1) * w
+            cy += random.uniform(-0.1, 0.1) * h
+            flip = random.random() < 0.5
+        full = Image.fromarray(self._decode(self.rles[index]) * 255)
+        box = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+        crop = full.crop(box).resize((self.resolution, self.resolution), Image.BILINEAR)  # crop pads with 0
+        if flip:
+            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        return torch.from_numpy((np.asarray(crop) >= 128).astype(np.float32))[None]
+
+
+def _audio_files(sources: list[str], pattern: str) -> list[Path]:
+    regex = re.compile(pattern)
+    files: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_file() and path.name.endswith(".csv"):  # LJSpeech-style metadata
+            for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                clip_id = line.split("|", 1)[0].strip()
+                if not clip_id:
+                    raise ValueError(f"{path}:{line_no}: empty clip id")
+                wav = path.parent / "wavs" / f"{clip_id}.wav"
+                if regex.search(wav.name):
+                    files.append(wav)
+        elif path.is_dir():
+            files += [p for p in sorted(path.iterdir()) if p.suffix.lower() == ".wav" and regex.search(p.name)]
+        else:
+            raise FileNotFoundError(f"audio source not found (expected a folder or metadata.csv): {path}")
+    if not files:
+        raise ValueError(f"no .wav files matching {pattern!r} in {sources}")
+    return files
+
+
+class AudioClipDataset(Dataset):
+    """(waveform [segment_samples] float32, valid_length) at ``sample_rate``; clips cached in memory.
+
+    Training picks a random window of long clips; evaluation takes the start. Short clips are zero-padded.
+    """
+
+    def __init__(
+        self, cfg: TokenizerDataConfig, sample_rate: int, segment_samples: int, train: bool, resample=None
+    ) -> None:
+        self.cfg, self.segment, self.train = cfg, segment_samples, train
+        files = _audio_files(cfg.train if train else cfg.eval, cfg.train_pattern if train else cfg.eval_pattern)
+        if not train and cfg.max_eval_items:
+            files = files[: cfg.max_eval_items]
+        self.files = files
+        self.clips: list[Tensor] = []
+        for path in files:
+            wav, rate = load_wav(path)
+            if wav.numel() == 0:
+                raise ValueError(f"empty audio file: {path}")
+            if rate != sample_rate:
+                if resample is None:
+                    raise ValueError(f"{path} has sample rate {rate}, expected {sample_rate} (pass resample=)")
+                wav = resample(wav, rate, sample_rate)
+            self.clips.append(wav)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        wav = self.clips[index]
+        start = random.randint(0, wav.numel() - self.segment) if self.train and wav.numel() > self.segment else 0
+        piece = wav[start : start + self.segment]
+        out = torch.zeros(self.segment)
+        out[: piece.numel()] = piece
+        return out, piece.numel()
+
+
+def build_tokenizer_dataset(cfg: TokenizerDataConfig, tokenizer, train: bool) -> Dataset:
+    """Dataset matching a tokenizer (an ImageTokenizer, MaskTokenizer or AudioTokenizer)."""
+    if cfg.kind != tokenizer.kind:
+        raise ValueError(f"tokenizer_data.kind={cfg.kind!r} does not match the {tokenizer.kind!r} tokenizer")
+    if cfg.kind == "image":
+        return ImageCropDataset(cfg, tokenizer.cfg.resolution, train)
+    if cfg.kind == "mask":
+        return MaskCropDataset(cfg, tokenizer.cfg.resolution, train)
+    return AudioClipDataset(
+        cfg, tokenizer.cfg.audio.sample_rate, tokenizer.cfg.audio.segment_samples, train, tokenizer.resample
+    )

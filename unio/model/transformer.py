@@ -1,0 +1,399 @@
+"""The unified encoder-decoder transformer.
+
+One embedding table over the unified vocabulary (tied with the output projection), a learned
+modality-type embedding added to every token, pre-norm RMSNorm blocks with SwiGLU MLPs, no biases,
+optional QK-norm, rotary positions (1-D for sequence tokens, 2-D for grid tokens, see rotary.py) and
+``F.scaled_dot_product_attention`` everywhere. The encoder is bidirectional with a key padding mask;
+the decoder has causal self-attention plus cross-attention to the encoder.
+
+Initialisation (``UnifiedTransformer._init_weights``): every matrix ~ N(0, ``init_std``), except the
+two residual-branch output projections (attention ``out`` and MLP ``down``) which use
+``init_std / sqrt(2 * n_layers)`` of their stack (GPT-2 scheme) so the residual stream variance does
+not grow with depth; the modality embedding starts at zero (the model begins as a pure token model and
+learns modality offsets); norm weights are one.
+
+The model is plain single-device code: no DDP, FSDP or ``torch.compile`` in here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unio.model.rotary import Rotary, apply_rotary
+from unio.vocab import MODALITIES
+
+MODEL_INPUT_KEYS = (
+    "input_ids",
+    "input_modality",
+    "input_position",
+    "input_row",
+    "input_col",
+    "input_mask",
+    "decoder_input_ids",
+    "decoder_modality",
+    "decoder_position",
+    "decoder_row",
+    "decoder_col",
+)
+
+
+@dataclass
+class ModelConfig:
+    """Size and options of a `UnifiedTransformer`. Presets live in conf/model/*.yaml."""
+
+    vocab_size: int = 35456  # rows of the embedding table: `Vocabulary.size` (set from the vocabulary)
+    d_model: int = 256
+    n_heads: int = 4
+    head_dim: int | None = None  # default d_model // n_heads; must be a multiple of 4 (2-D rotary)
+    n_encoder_layers: int = 4
+    n_decoder_layers: int = 4
+    d_ff: int = 1024  # hidden width of the SwiGLU MLP
+    qk_norm: bool = False  # RMSNorm on queries and keys per head (stabilises large / long runs)
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+    init_std: float = 0.02
+    num_modalities: int = len(MODALITIES)
+    # Probability with which training replaces a row's encoder input by the null condition (for
+    # classifier-free guidance); read by the training loop via unio.model.guidance.drop_condition.
+    condition_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if self.head_dim is None:
+            if self.d_model % self.n_heads:
+                raise ValueError(
+                    f"ModelConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+                )
+            self.head_dim = self.d_model // self.n_heads
+        if self.head_dim % 4:
+            raise ValueError(f"ModelConfig.head_dim must be a multiple of 4 (2-D rotary), got {self.head_dim}")
+        if not 0.0 <= self.condition_dropout < 1.0:
+            raise ValueError(f"ModelConfig.condition_dropout must be in [0, 1), got {self.condition_dropout}")
+
+    @property
+    def inner_dim(self) -> int:
+        return self.n_heads * self.head_dim
+
+    # ------------------------------------------------------------------ analytic counts
+    def num_parameters(self) -> int:
+        """Exact parameter count (the embedding is counted once: it is tied with the output)."""
+        d, inner, ff = self.d_model, self.inner_dim, self.d_ff
+        attention = 4 * d * inner + (2 * self.head_dim if self.qk_norm else 0)
+        mlp = 3 * d * ff
+        encoder_layer = attention + mlp + 2 * d
+        decoder_layer = 2 * attention + mlp + 3 * d
+        embeddings = self.vocab_size * d + self.num_modalities * d
+        final_norms = 2 * d
+        return (
+            embeddings
+            + self.n_encoder_layers * encoder_layer
+            + self.n_decoder_layers * decoder_layer
+            + final_norms
+        )
+
+    def forward_flops(self, input_len: int, target_len: int) -> float:
+        """Matmul FLOPs (2 per multiply-add) of one forward pass over one example.
+
+        Counts projections, attention scores and weighted sums, cross-attention keys/values over the
+        encoder tokens, and the output projection; ignores norms, activations and softmax (< 1%).
+        Training costs about 3x this (backward = 2x forward)."""
+        d, inner, ff, L, T = self.d_model, self.inner_dim, self.d_ff, input_len, target_len
+        proj = 4 * d * inner  # q, k, v, out
+        mlp = 3 * d * ff
+        encoder = self.n_encoder_layers * (L * (proj + mlp) + 2 * L * L * inner)
+        decoder_self = T * proj + 2 * T * (T + 1) / 2 * inner  # causal: half the score matrix
+        decoder_cross = T * 2 * d * inner + L * 2 * d * inner + 2 * T * L * inner  # q+out, k+v, scores
+        decoder = self.n_decoder_layers * (decoder_self + decoder_cross + T * mlp)
+        logits = T * d * self.vocab_size
+        return 2.0 * (encoder + decoder + logits)
+
+    def train_flops_per_token(self, input_len: int, target_len: int) -> float:
+        """Training FLOPs (forward + backward) per token, tokens = input + target (for MFU)."""
+        return 3.0 * self.forward_flops(input_len, target_len) / (input_len + target_len)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+class SwiGLU(nn.Module):
+    """``down(silu(gate(x)) * up(x))`` with gate and up fused into one matmul."""
+
+    def __init__(self, d_model: int, d_ff: int) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(d_model, 2 * d_ff, bias=False)
+        self.down = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+@dataclass
+class KVCache:
+    """Preallocated self-attention keys/values of one decoder layer, layout ``[B, H, max_len, D]``."""
+
+    keys: Tensor
+    values: Tensor
+
+    def reorder(self, index: Tensor, length: int) -> None:
+        """Keep rows ``index`` (beam search), copying only the filled prefix."""
+        self.keys[:, :, :length] = self.keys[index, :, :length]
+        self.values[:, :, :length] = self.values[index, :, :length]
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig, causal: bool) -> None:
+        super().__init__()
+        self.n_heads, self.head_dim, self.causal = cfg.n_heads, cfg.head_dim, causal
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.inner_dim, bias=False)
+        self.out = nn.Linear(cfg.inner_dim, cfg.d_model, bias=False)
+        self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+
+    def forward(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        key_mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        cache_pos: int = 0,
+    ) -> Tensor:
+        B, L, _ = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.n_heads, self.head_dim).unbind(2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rotary(q, cos, sin).transpose(1, 2), apply_rotary(k, cos, sin).transpose(1, 2)
+        v = v.transpose(1, 2)
+        if cache is not None:
+            # Incremental decoding: append this step, attend to everything so far (all earlier
+            # positions are real tokens, so no mask is needed and causality is implicit).
+            end = cache_pos + L
+            cache.keys[:, :, cache_pos:end] = k
+            cache.values[:, :, cache_pos:end] = v
+            k, v = cache.keys[:, :, :end], cache.values[:, :, :end]
+            causal = self.causal and L > 1
+            if causal and cache_pos > 0:
+                raise ValueError("multi-token cached decoding is only supported from position 0")
+        else:
+            causal = self.causal
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=causal)
+        return self.out(y.transpose(1, 2).reshape(B, L, -1))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
+        self.q = nn.Linear(cfg.d_model, cfg.inner_dim, bias=False)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.inner_dim, bias=False)
+        self.out = nn.Linear(cfg.inner_dim, cfg.d_model, bias=False)
+        self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+        self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
+
+    def keys_values(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """Encoder keys/values ``[B, H, S, D]``; computed once per input during generation."""
+        B, S, _ = memory.shape
+        k, v = self.kv(memory).view(B, S, 2, self.n_heads, self.head_dim).unbind(2)
+        if self.k_norm is not None:
+            k = self.k_norm(k)
+        return k.transpose(1, 2), v.transpose(1, 2)
+
+    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], key_mask: Tensor | None) -> Tensor:
+        B, L, _ = x.shape
+        q = self.q(x).view(B, L, self.n_heads, self.head_dim)
+        if self.q_norm is not None:
+            q = self.q_norm(q)
+        # No rotary here: encoder and decoder positions live in different sequences.
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), kv[0], kv[1], attn_mask=key_mask)
+        return self.out(y.transpose(1, 2).reshape(B, L, -1))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn = SelfAttention(cfg, causal=False)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.d_model, cfg.d_ff)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, key_mask: Tensor | None) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, key_mask)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.self_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.self_attn = SelfAttention(cfg, causal=True)
+        self.cross_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.cross_attn = CrossAttention(cfg)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.d_model, cfg.d_ff)
+
+    def forward(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        cross_kv: tuple[Tensor, Tensor],
+        memory_mask: Tensor | None,
+        cache: KVCache | None = None,
+        cache_pos: int = 0,
+    ) -> Tensor:
+        x = x + self.self_attn(self.self_norm(x), cos, sin, None, cache, cache_pos)
+        x = x + self.cross_attn(self.cross_norm(x), cross_kv, memory_mask)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+@dataclass
+class EncoderOutput:
+    """Encoder states plus what the decoder needs: per-layer cross-attention K/V and the key mask."""
+
+    states: Tensor  # [B, S, d_model]
+    key_mask: Tensor | None  # [B, 1, 1, S] bool (True = attend) or None when nothing is padded
+    cross_kv: list[tuple[Tensor, Tensor]]
+
+
+class UnifiedTransformer(nn.Module):
+    """Encoder-decoder over the unified vocabulary. ``forward(**model_inputs) -> logits [B, T, V]``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.modality_embed = nn.Embedding(cfg.num_modalities, cfg.d_model)
+        self.rotary = Rotary(cfg.head_dim, cfg.rope_theta)
+        self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_encoder_layers))
+        self.encoder_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
+        self.decoder_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        std = self.config.init_std
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+        nn.init.zeros_(self.modality_embed.weight)
+        for layers in (self.encoder_layers, self.decoder_layers):
+            residual_std = std / math.sqrt(2 * len(layers))
+            for layer in layers:
+                for name, param in layer.named_parameters():
+                    if name.endswith(("out.weight", "down.weight")):
+                        nn.init.normal_(param, mean=0.0, std=residual_std)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ pieces
+    def embed_tokens(self, ids: Tensor, modality: Tensor) -> Tensor:
+        return self.embed(ids) + self.modality_embed(modality)
+
+    def encode(
+        self,
+        input_ids: Tensor,
+        input_modality: Tensor,
+        input_position: Tensor,
+        input_row: Tensor,
+        input_col: Tensor,
+        input_mask: Tensor | None = None,
+    ) -> EncoderOutput:
+        """Run the encoder and precompute every decoder layer's cross-attention keys/values."""
+        if input_mask is not None and not bool(input_mask.any(dim=1).all()):
+            raise ValueError("encode: every row of input_mask needs at least one real (True) token")
+        key_mask = None
+        if input_mask is not None and not bool(input_mask.all()):
+            key_mask = input_mask[:, None, None, :]
+        x = self.embed_tokens(input_ids, input_modality)
+        cos, sin = self.rotary.tables(input_position, input_row, input_col, x.dtype)
+        for layer in self.encoder_layers:
+            x = layer(x, cos, sin, key_mask)
+        states = self.encoder_norm(x)
+        cross_kv = [layer.cross_attn.keys_values(states) for layer in self.decoder_layers]
+        return EncoderOutput(states, key_mask, cross_kv)
+
+    def decode(
+        self,
+        memory: EncoderOutput,
+        decoder_input_ids: Tensor,
+        decoder_modality: Tensor,
+        decoder_position: Tensor,
+        decoder_row: Tensor,
+        decoder_col: Tensor,
+        caches: list[KVCache] | None = None,
+        cache_pos: int = 0,
+    ) -> Tensor:
+        """Decoder hidden states ``[B, T, d_model]`` (final-normed). With ``caches`` the new tokens
+        are appended at ``cache_pos`` and attend to the cached prefix."""
+        x = self.embed_tokens(decoder_input_ids, decoder_modality)
+        cos, sin = self.rotary.tables(decoder_position, decoder_row, decoder_col, x.dtype)
+        for i, layer in enumerate(self.decoder_layers):
+            cache = caches[i] if caches is not None else None
+            x = layer(x, cos, sin, memory.cross_kv[i], memory.key_mask, cache, cache_pos)
+        return self.decoder_norm(x)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """Tied output projection."""
+        return F.linear(hidden, self.embed.weight)
+
+    def new_caches(self, batch_size: int, max_len: int) -> list[KVCache]:
+        cfg, w = self.config, self.embed.weight
+        shape = (batch_size, cfg.n_heads, max_len, cfg.head_dim)
+        return [
+            KVCache(w.new_empty(shape), w.new_empty(shape)) for _ in range(cfg.n_decoder_layers)
+        ]
+
+    # ------------------------------------------------------------------ full pass
+    def forward(
+        self,
+        input_ids: Tensor,
+        input_modality: Tensor,
+        input_position: Tensor,
+        input_row: Tensor,
+        input_col: Tensor,
+        input_mask: Tensor | None,
+        decoder_input_ids: Tensor,
+        decoder_modality: Tensor,
+        decoder_position: Tensor,
+        decoder_row: Tensor,
+        decoder_col: Tensor,
+        decoder_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Teacher-forced logits ``[B, T, vocab_size]``.
+
+        ``decoder_mask`` is accepted for symmetry with the batch but not needed: decoder padding is
+        at the end, so causal attention never lets a real token see a padded one; padded positions
+        produce logits that the loss ignores (target -100)."""
+        memory = self.encode(input_ids, input_modality, input_position, input_row, input_col, input_mask)
+        hidden = self.decode(
+            memory, decoder_input_ids, decoder_modality, decoder_position, decoder_row, decoder_col
+        )
+        return self.logits(hidden)
+
+    def forward_batch(self, batch: Mapping[str, Tensor]) -> Tensor:
+        """``forward`` on a collated batch dict (extra keys such as ``targets`` are ignored)."""
+        missing = [k for k in MODEL_INPUT_KEYS if k not in batch]
+        if missing:
+            raise KeyError(f"batch is missing model inputs {missing}; it has {sorted(batch)}")
+        return self(**{k: batch[k] for k in MODEL_INPUT_KEYS})

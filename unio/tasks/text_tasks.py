@@ -1,0 +1,111 @@
+"""Image -> text tasks: captioning, visual question answering, image classification.
+
+    caption   <to_text> "Describe the image." <image> codes </image>      -> "a red circle ..." <eos>
+    vqa       <to_text> "Question: what color is the circle?" <image> ... -> "red" <eos>
+    classify  <to_text> "What class is this image?" <image> ...           -> "circle" <eos>
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from unio.sequence import ImageCodes, Segment, Text
+from unio.tasks.base import Example, Task, first_text, pick
+from unio.tasks.bundle import Tokenizers
+
+
+@dataclass
+class CaptionTask(Task):
+    name: str = "caption"
+    prompts: tuple[str, ...] = (
+        "Describe the image.",
+        "What is in this picture?",
+        "Write a short caption for the image.",
+        "Caption this image.",
+        "Give a one-sentence description of the picture.",
+    )
+    eval_prompt: str = "Describe the image."
+    metric: ClassVar[str] = "cider"
+    uses: ClassVar[tuple[str, ...]] = ("image",)
+
+    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+        if record.image is None or not record.captions:
+            return None
+        inputs = [self.prefix(), Text(self.prompt(rng, train)), ImageCodes(tok.image_codes(record))]
+        return Example(inputs, [Text(pick(record.captions, rng, train))], {"references": list(record.captions)})
+
+    def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:
+        return first_text(segments)
+
+
+@dataclass
+class VQATask(Task):
+    """One question per example (a random one in training). With `answers` set, decoding is restricted
+    to that closed list (e.g. easy-VQA's 13 answers); otherwise it is free text."""
+
+    name: str = "vqa"
+    prompts: tuple[str, ...] = (
+        "{question}",
+        "Question: {question}",
+        "Answer the question about the image: {question}",
+        "{question} Answer briefly.",
+    )
+    eval_prompt: str = "Question: {question}"
+    answers: tuple[str, ...] | None = None
+    metric: ClassVar[str] = "vqa_accuracy"
+    uses: ClassVar[tuple[str, ...]] = ("image",)
+
+    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+        if record.image is None or not record.qa:
+            return None
+        question, answer = pick(record.qa, rng, train)
+        inputs = [self.prefix(), Text(self.prompt(rng, train, question=question)), ImageCodes(tok.image_codes(record))]
+        return Example(inputs, [Text(answer)], {"question": question, "answers": [answer]})
+
+    def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:
+        return first_text(segments)
+
+    def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
+        from unio import grammar
+
+        if self.answers:
+            return grammar.answer_list(tok.vocab, tok.text, list(self.answers))
+        return grammar.free_text(tok.vocab)
+
+
+@dataclass
+class ClassifyTask(Task):
+    """The class name as text. `classes` (e.g. the ten digits, the shape kinds) restricts decoding to a
+    closed list; a record whose label is not in it is not an example of this task."""
+
+    name: str = "classify"
+    prompts: tuple[str, ...] = (
+        "What class is this image?",
+        "What is shown in the image?",
+        "Classify the image.",
+        "Which category does this image belong to?",
+    )
+    eval_prompt: str = "What class is this image?"
+    classes: tuple[str, ...] | None = None
+    metric: ClassVar[str] = "accuracy"
+    uses: ClassVar[tuple[str, ...]] = ("image",)
+
+    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+        if record.image is None or record.label is None:
+            return None
+        if self.classes is not None and record.label not in self.classes:
+            return None
+        inputs = [self.prefix(), Text(self.prompt(rng, train)), ImageCodes(tok.image_codes(record))]
+        return Example(inputs, [Text(record.label)], {"label": record.label})
+
+    def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:
+        return first_text(segments)
+
+    def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
+        from unio import grammar
+
+        if self.classes:
+            return grammar.answer_list(tok.vocab, tok.text, list(self.classes))
+        return grammar.free_text(tok.vocab)
