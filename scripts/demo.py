@@ -1,7 +1,7 @@
 """End-to-end demo on built-in data (no downloads, CPU).
 
-    unio-demo                          # or: python scripts/demo.py
-    unio-demo text.vocab_size=600 coords.num_bins=500
+unio-demo                          # or: python scripts/demo.py
+unio-demo text.vocab_size=600 coords.num_bins=500
 """
 
 from __future__ import annotations

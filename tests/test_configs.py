@@ -13,7 +13,9 @@ from omegaconf import OmegaConf
 from tests.conftest import CONF_DIR, REPO_ROOT
 
 PRIMARY = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
-EXPERIMENTS = sorted((CONF_DIR / "experiment").glob("**/*.yaml")) if (CONF_DIR / "experiment").is_dir() else []
+EXPERIMENTS = (
+    sorted((CONF_DIR / "experiment").glob("**/*.yaml")) if (CONF_DIR / "experiment").is_dir() else []
+)
 
 
 def _compose(config_name: str, overrides: list[str]):

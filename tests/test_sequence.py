@@ -24,7 +24,9 @@ GRID_SHAPES = {"image": (3, 4), "mask": (2, 2), "audio": (2, 5)}
 
 @pytest.fixture(scope="module")
 def codec(text_tokenizer):
-    vocab = Vocabulary.default(text_size=text_tokenizer.vocab_size, coord_bins=100, image_codes=64, mask_codes=16, audio_codes=32)
+    vocab = Vocabulary.default(
+        text_size=text_tokenizer.vocab_size, coord_bins=100, image_codes=64, mask_codes=16, audio_codes=32
+    )
     return SequenceCodec(vocab, text_tokenizer, GRID_SHAPES)
 
 
@@ -46,9 +48,15 @@ def segments(draw):
         n = draw(st.integers(0, 4))
         coords = draw(st.lists(st.lists(bins, min_size=2, max_size=2), min_size=n, max_size=n))
         vis = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
-        return Points(torch.tensor(coords, dtype=torch.long).reshape(n, 2), torch.tensor(vis, dtype=torch.long))
+        return Points(
+            torch.tensor(coords, dtype=torch.long).reshape(n, 2), torch.tensor(vis, dtype=torch.long)
+        )
     if kind == "special":
-        return Special(draw(st.sampled_from(["<bos>", "<sep>", "<to_image>", "<to_box>", "<extra_id_0>", "<extra_id_7>"])))
+        return Special(
+            draw(
+                st.sampled_from(["<bos>", "<sep>", "<to_image>", "<to_box>", "<extra_id_0>", "<extra_id_7>"])
+            )
+        )
     grid_type = {"image": ImageCodes, "mask": MaskCodes, "audio": AudioCodes}[kind]
     h, w = GRID_SHAPES[kind]
     size = {"image": 64, "mask": 16, "audio": 32}[kind]
@@ -85,12 +93,37 @@ def test_metadata_of_grid_tokens(codec):
 def _random_ids(codec, rng: random.Random, length: int) -> list[int]:
     """Random ids biased towards structure so malformed groups of every kind are exercised."""
     v = codec.vocab
-    structural = [v.token_id(t) for t in ("<box>", "</box>", "<point>", "</point>", "<image>", "</image>",
-                                          "<mask>", "</mask>", "<audio>", "</audio>", "<visible>",
-                                          "<occluded>", "<absent>", "<eos>", "<pad>", "<extra_id_3>")]
-    pools = [structural, list(v.segment_range("coord")), list(v.segment_range("text")),
-             list(v.segment_range("image")), list(v.segment_range("mask")), list(v.segment_range("audio")),
-             list(range(v.used_size, v.size)) or [v.size - 1], [-5, v.size + 10]]
+    structural = [
+        v.token_id(t)
+        for t in (
+            "<box>",
+            "</box>",
+            "<point>",
+            "</point>",
+            "<image>",
+            "</image>",
+            "<mask>",
+            "</mask>",
+            "<audio>",
+            "</audio>",
+            "<visible>",
+            "<occluded>",
+            "<absent>",
+            "<eos>",
+            "<pad>",
+            "<extra_id_3>",
+        )
+    ]
+    pools = [
+        structural,
+        list(v.segment_range("coord")),
+        list(v.segment_range("text")),
+        list(v.segment_range("image")),
+        list(v.segment_range("mask")),
+        list(v.segment_range("audio")),
+        list(range(v.used_size, v.size)) or [v.size - 1],
+        [-5, v.size + 10],
+    ]
     weights = [30, 25, 20, 8, 5, 5, 4, 3]
     return [rng.choice(rng.choices(pools, weights)[0]) for _ in range(length)]
 
@@ -108,13 +141,25 @@ def test_decoder_is_total_on_10k_random_sequences(codec):
         # the valid prefix is itself a valid sequence that decodes to the same segments
         again = codec.decode(codec.encode(decoded.segments).ids)
         assert again.ok and again.segments == decoded.segments
-    assert {"truncated", "unexpected_token", "unbalanced", "grid_size", "bad_box", "bad_point", "padding"} <= kinds
+    assert {
+        "truncated",
+        "unexpected_token",
+        "unbalanced",
+        "grid_size",
+        "bad_box",
+        "bad_point",
+        "padding",
+    } <= kinds
 
 
 @pytest.mark.parametrize(
     ("build", "kind", "n_segments"),
     [
-        (lambda c, v: [*c.encode([Text("ab")]).ids.tolist(), v.token_id("<box>"), v.offset("coord")], "truncated", 1),
+        (
+            lambda c, v: [*c.encode([Text("ab")]).ids.tolist(), v.token_id("<box>"), v.offset("coord")],
+            "truncated",
+            1,
+        ),
         (lambda c, v: [v.token_id("</box>")], "unbalanced", 0),
         (lambda c, v: [v.token_id("<image>"), v.offset("image"), v.token_id("</image>")], "grid_size", 0),
         (lambda c, v: [v.token_id("<box>"), *[v.offset("coord")] * 3, v.token_id("</box>")], "bad_box", 0),

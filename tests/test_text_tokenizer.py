@@ -20,7 +20,9 @@ def test_roundtrip_and_concatenation(text_tokenizer, a, b):
     assert 0 not in ids_a
 
 
-@pytest.mark.parametrize("text", ["<image>", "</box>", "look <mask> here </audio>", "<eos><pad><bos>", "<unk>"])
+@pytest.mark.parametrize(
+    "text", ["<image>", "</box>", "look <mask> here </audio>", "<eos><pad><bos>", "<unk>"]
+)
 def test_control_strings_are_plain_text(text_tokenizer, text):
     ids = text_tokenizer.encode(text)
     pieces = [text_tokenizer.piece(i) for i in ids]

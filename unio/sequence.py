@@ -59,7 +59,11 @@ class Boxes:
                 raise ValueError(f"Boxes: {len(self.coords)} boxes but {len(self.labels)} labels")
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Boxes) and torch.equal(self.coords, other.coords) and self.labels == other.labels
+        return (
+            isinstance(other, Boxes)
+            and torch.equal(self.coords, other.coords)
+            and self.labels == other.labels
+        )
 
 
 @dataclass(eq=False)
@@ -99,7 +103,9 @@ class _Grid:
     def __post_init__(self) -> None:
         self.codes = torch.as_tensor(self.codes, dtype=torch.long)
         if self.codes.dim() != 2:
-            raise ValueError(f"{type(self).__name__}: codes must be 2-D [H, W], got shape {tuple(self.codes.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: codes must be 2-D [H, W], got shape {tuple(self.codes.shape)}"
+            )
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and torch.equal(self.codes, other.codes)
@@ -149,7 +155,12 @@ class TokenSequence:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Sequence[int]]) -> TokenSequence:
-        return cls(**{k: torch.as_tensor(data[k], dtype=torch.long) for k in ("ids", "modality", "position", "row", "col")})
+        return cls(
+            **{
+                k: torch.as_tensor(data[k], dtype=torch.long)
+                for k in ("ids", "modality", "position", "row", "col")
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -196,7 +207,9 @@ class SequenceCodec:
         self.grid_shapes = {k: tuple(v) for k, v in (grid_shapes or {}).items()}
         unknown = set(self.grid_shapes) - set(GRID_MODALITIES)
         if unknown:
-            raise ValueError(f"grid_shapes has unknown modalities {sorted(unknown)}; expected {GRID_MODALITIES}")
+            raise ValueError(
+                f"grid_shapes has unknown modalities {sorted(unknown)}; expected {GRID_MODALITIES}"
+            )
         self._open = {m: vocab.token_id(o) for m, (o, _) in BRACKETS.items()}
         self._close = {m: vocab.token_id(c) for m, (_, c) in BRACKETS.items()}
         self._open_to_modality = {v: k for k, v in self._open.items()}
@@ -206,7 +219,13 @@ class SequenceCodec:
         self._coord_range = vocab.segment_range("coord")
         self._code_ranges = {m: vocab.segment_range(m) for m in GRID_MODALITIES}
         # Specials that may stand alone as a `Special` segment: everything that is not structure.
-        structural = {vocab.pad_id, vocab.eos_id, *self._open.values(), *self._close.values(), *self._visibility_ids}
+        structural = {
+            vocab.pad_id,
+            vocab.eos_id,
+            *self._open.values(),
+            *self._close.values(),
+            *self._visibility_ids,
+        }
         self._free_specials = {i for i in range(len(vocab.special_tokens)) if i not in structural}
 
     # ----------------------------------------------------------------------------- encode
@@ -216,7 +235,9 @@ class SequenceCodec:
         row: list[int] = []
         col: list[int] = []
 
-        def emit(tokens: list[int], mod: int, rows: list[int] | None = None, cols: list[int] | None = None) -> None:
+        def emit(
+            tokens: list[int], mod: int, rows: list[int] | None = None, cols: list[int] | None = None
+        ) -> None:
             ids.extend(tokens)
             modality.extend([mod] * len(tokens))
             row.extend(rows if rows is not None else [-1] * len(tokens))
@@ -240,14 +261,20 @@ class SequenceCodec:
                     if vis == 0:
                         tokens.append(self._visibility_ids[0])
                     else:
-                        tokens += [self._coord_range.start + x, self._coord_range.start + y, self._visibility_ids[vis]]
+                        tokens += [
+                            self._coord_range.start + x,
+                            self._coord_range.start + y,
+                            self._visibility_ids[vis],
+                        ]
                 emit([*tokens, self._close["point"]], POINT)
             elif isinstance(seg, _Grid):
                 m = seg.modality
                 h, w = seg.codes.shape
                 expected = self.grid_shapes.get(m)
                 if expected is not None and (h, w) != expected:
-                    raise ValueError(f"{type(seg).__name__}: grid shape {(h, w)} != expected {expected} for '{m}'")
+                    raise ValueError(
+                        f"{type(seg).__name__}: grid shape {(h, w)} != expected {expected} for '{m}'"
+                    )
                 codes = v.to_global(m, seg.codes.reshape(-1)).tolist()
                 mod = MODALITIES.index(m)
                 emit([self._open[m]], mod)
@@ -287,7 +314,9 @@ class SequenceCodec:
 
         def flush_text() -> None:
             if text_buffer:
-                _append(out.segments, Text(self.text.decode([t - self._text_range.start for t in text_buffer])))
+                _append(
+                    out.segments, Text(self.text.decode([t - self._text_range.start for t in text_buffer]))
+                )
                 text_buffer.clear()
 
         def fail(pos: int, kind: str, message: str) -> Decoded:
@@ -342,7 +371,11 @@ class SequenceCodec:
             tok = ids[i]
             if tok == self._close["box"]:
                 if len(coords) != 4:
-                    return None, i, (i, "bad_box", f"box opened at {start} has {len(coords)} coordinates, needs 4")
+                    return (
+                        None,
+                        i,
+                        (i, "bad_box", f"box opened at {start} has {len(coords)} coordinates, needs 4"),
+                    )
                 text = self.text.decode([t - self._text_range.start for t in label])
                 return Boxes(torch.tensor([coords]), [text]), i + 1, None
             if tok in self._text_range and not coords:
@@ -360,7 +393,11 @@ class SequenceCodec:
         while i < len(ids):
             tok = ids[i]
             if tok == self._close["point"] and not pending:
-                return Points(torch.tensor(coords, dtype=torch.long).reshape(-1, 2), torch.tensor(vis)), i + 1, None
+                return (
+                    Points(torch.tensor(coords, dtype=torch.long).reshape(-1, 2), torch.tensor(vis)),
+                    i + 1,
+                    None,
+                )
             if tok in self._coord_range and len(pending) < 2:
                 pending.append(tok - self._coord_range.start)
             elif tok in (occluded, visible) and len(pending) == 2:
@@ -371,7 +408,15 @@ class SequenceCodec:
                 coords.append([0, 0])
                 vis.append(0)
             else:
-                return None, i, (i, "bad_point", f"{self.describe_token(tok)} is not valid here in the points opened at {start}")
+                return (
+                    None,
+                    i,
+                    (
+                        i,
+                        "bad_point",
+                        f"{self.describe_token(tok)} is not valid here in the points opened at {start}",
+                    ),
+                )
             i += 1
         return None, i, (start, "truncated", f"points opened at {start} are not closed")
 
@@ -386,10 +431,14 @@ class SequenceCodec:
             return None, i, (i, *self._unexpected(ids[i], f"inside the {m} grid opened at {start}"))
         shape = self.grid_shapes.get(m)
         if shape is None:
-            side = int(round(len(codes) ** 0.5))
+            side = round(len(codes) ** 0.5)
             shape = (side, side) if side * side == len(codes) and codes else None
         if shape is None or shape[0] * shape[1] != len(codes):
-            return None, i, (i, "grid_size", f"{m} grid opened at {start} has {len(codes)} codes, expected {shape}")
+            return (
+                None,
+                i,
+                (i, "grid_size", f"{m} grid opened at {start} has {len(codes)} codes, expected {shape}"),
+            )
         return GRID_TYPES[m](torch.tensor(codes).reshape(shape)), i + 1, None
 
     # ----------------------------------------------------------------------------- display

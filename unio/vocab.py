@@ -202,7 +202,7 @@ class Vocabulary:
             raise ValueError(f"id {ids} is not in segment '{segment}' {rng}")
         return ids - rng.start
 
-    def segment_of(self, ids: int | torch.Tensor) -> str | None | torch.Tensor:
+    def segment_of(self, ids: int | torch.Tensor) -> str | torch.Tensor | None:
         """Segment of each id: a name for an int (None for padding ids), or a LongTensor of segment
         indices (into `segment_names`) with -1 for padding / out-of-range ids."""
         if isinstance(ids, torch.Tensor):
@@ -254,7 +254,10 @@ class Vocabulary:
 
     # ----------------------------------------------------------------------------- masks
     def allow_mask(
-        self, segments: Iterable[str] = (), tokens: Iterable[str | int] = (), device: torch.device | None = None
+        self,
+        segments: Iterable[str] = (),
+        tokens: Iterable[str | int] = (),
+        device: torch.device | None = None,
     ) -> torch.Tensor:
         """Boolean mask over the whole (padded) vocabulary, True for ids in any of `segments` or
         equal to one of `tokens` (special-token names or global ids). Used by constrained decoding."""

@@ -84,7 +84,6 @@ class AudioClassifyTask(Task):
         "What is heard in the audio?",
         "Classify the audio clip.",
         "Which class does this sound belong to?",
-        "What digit is spoken in the audio?",
     )
     eval_prompt: str = "What is heard in the audio?"
     classes: tuple[str, ...] | None = None

@@ -27,7 +27,8 @@ from PIL import Image
 
 from unio.sequence import SequenceCodec
 from unio.tokenizers.coords import CoordConfig, CoordTokenizer
-from unio.tokenizers.text import TextTokenizer
+from unio.tokenizers.builtin_text import builtin_corpus
+from unio.tokenizers.text import TextTokenizer, TextTokenizerConfig
 from unio.vocab import Vocabulary
 
 GRID_TOKENIZERS = ("image", "mask", "audio")
@@ -43,6 +44,70 @@ class GridTokenizerLike(Protocol):
     def encode(self, batch: Any) -> torch.Tensor: ...
 
     def decode(self, codes: torch.Tensor) -> Any: ...
+
+
+@dataclass
+class GridTokenizerConfig:
+    """Where a VQ tokenizer comes from: a saved directory (`path`, from unio-train-tokenizer), or a tiny
+    randomly initialised one (`tiny_seed`, for tests and smoke runs; never for real training)."""
+
+    path: str | None = None
+    tiny_seed: int | None = None
+
+
+@dataclass
+class TokenizersConfig:
+    text: str | None = None  # SentencePiece .model file; None = train a small one on the built-in corpus
+    text_vocab_size: int = 1000  # only for the built-in one
+    coord_bins: int = 1000
+    image: GridTokenizerConfig = field(default_factory=GridTokenizerConfig)
+    mask: GridTokenizerConfig = field(default_factory=GridTokenizerConfig)
+    audio: GridTokenizerConfig = field(default_factory=GridTokenizerConfig)
+    num_sentinels: int = 100
+
+
+# Tiny VQ configs: a few thousand parameters, 4x4 (image, mask) and 2x4 (audio) code grids.
+_TINY_AUTOENCODER = {
+    "downsample": 8,
+    "space_to_depth": 2,
+    "channels": 8,
+    "channel_mult": [1, 1, 1],
+    "num_res_blocks": 1,
+    "latent_dim": 8,
+    "quantizer": {"kind": "vq", "codebook_size": 64, "kmeans_init": False},
+}
+TINY_CONFIGS: dict[str, dict[str, Any]] = {
+    "image": {"resolution": 32, "autoencoder": {**_TINY_AUTOENCODER, "in_channels": 3, "out_channels": 3}},
+    "mask": {"resolution": 32, "autoencoder": {**_TINY_AUTOENCODER, "in_channels": 1, "out_channels": 1}},
+    "audio": {
+        "audio": {"sample_rate": 8000, "n_fft": 256, "hop_length": 128, "n_mels": 16, "num_frames": 32},
+        "autoencoder": {**_TINY_AUTOENCODER, "in_channels": 1, "out_channels": 1},
+    },
+}
+
+
+def tiny_grid_tokenizer(kind: str, seed: int) -> GridTokenizerLike:
+    """A randomly initialised tiny VQ tokenizer (deterministic given the seed)."""
+    from unio.tokenizers.saved import build_tokenizer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_tokenizer(kind, TINY_CONFIGS[kind]).eval()
+
+
+def load_grid_tokenizer(kind: str, cfg: GridTokenizerConfig) -> GridTokenizerLike | None:
+    if cfg.path and cfg.tiny_seed is not None:
+        raise ValueError(f"tokenizers.{kind}: set either 'path' or 'tiny_seed', not both")
+    if cfg.path:
+        from unio.tokenizers.saved import from_pretrained
+
+        tok = from_pretrained(cfg.path)
+        if tok.kind != kind:
+            raise ValueError(f"tokenizers.{kind}.path={cfg.path} holds a {tok.kind} tokenizer, not a {kind} one")
+        return tok
+    if cfg.tiny_seed is not None:
+        return tiny_grid_tokenizer(kind, cfg.tiny_seed)
+    return None
 
 
 @dataclass
@@ -110,6 +175,15 @@ class Tokenizers:
             num_sentinels=num_sentinels,
         )
         return cls(vocab, text, coords, image, mask, audio)
+
+    @classmethod
+    def from_config(cls, cfg: TokenizersConfig) -> Tokenizers:
+        if cfg.text:
+            text = TextTokenizer.load(cfg.text)
+        else:
+            text = TextTokenizer.train(builtin_corpus(), TextTokenizerConfig(vocab_size=cfg.text_vocab_size))
+        grids = {kind: load_grid_tokenizer(kind, getattr(cfg, kind)) for kind in GRID_TOKENIZERS}
+        return cls.create(text, CoordTokenizer(CoordConfig(num_bins=cfg.coord_bins)), **grids, num_sentinels=cfg.num_sentinels)
 
     # ----------------------------------------------------------------------------- fingerprints
     def fingerprints(self, uses: tuple[str, ...] = GRID_TOKENIZERS) -> dict[str, str]:

@@ -7,9 +7,32 @@ from __future__ import annotations
 
 import random
 
-COLOURS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black", "gray", "brown", "pink", "cyan")
+COLOURS = (
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "purple",
+    "orange",
+    "white",
+    "black",
+    "gray",
+    "brown",
+    "pink",
+    "cyan",
+)
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "rectangle", "ellipse", "cross")
-POSITIONS = ("left", "right", "top", "bottom", "center", "top left", "top right", "bottom left", "bottom right")
+POSITIONS = (
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "center",
+    "top left",
+    "top right",
+    "bottom left",
+    "bottom right",
+)
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 COCO_CATEGORIES = tuple(
     "person,bicycle,car,motorcycle,airplane,bus,train,truck,boat,traffic light,fire hydrant,stop sign,"
@@ -26,7 +49,7 @@ PROMPTS = (
     "Write a short caption for the image.",
     "Detect all objects in the image.",
     "Find every {obj} in the image.",
-    "Which region does the text \"{ref}\" describe?",
+    'Which region does the text "{ref}" describe?',
     "Segment the {ref}.",
     "What is the {ref} in the highlighted region?",
     "Locate the keypoints of the person.",

@@ -40,7 +40,9 @@ class TextTokenizerConfig:
         if self.model_type not in ("unigram", "bpe"):
             raise ValueError(f"text tokenizer model_type must be 'unigram' or 'bpe', got {self.model_type!r}")
         if self.vocab_size < 260:
-            raise ValueError(f"text tokenizer vocab_size must be >= 260 (256 byte pieces + a few), got {self.vocab_size}")
+            raise ValueError(
+                f"text tokenizer vocab_size must be >= 260 (256 byte pieces + a few), got {self.vocab_size}"
+            )
 
 
 class TextTokenizer:
@@ -160,4 +162,3 @@ def _iter_sentences(texts: Iterable[str] | Sequence[str | os.PathLike]) -> Itera
 
 def _looks_like_file(item: str) -> bool:
     return "\n" not in item and len(item) < 4096 and item.endswith((".txt", ".text")) and Path(item).is_file()
-
