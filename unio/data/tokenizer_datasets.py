@@ -71,7 +71,12 @@ class ImageCropDataset(Dataset):
 
     def __init__(self, cfg: TokenizerDataConfig, resolution: int, train: bool) -> None:
         self.cfg, self.resolution, self.train = cfg, resolution, train
-        files = _files(cfg.train if train else cfg.eval, IMAGE_SUFFIXES, cfg.train_pattern if train else cfg.eval_pattern, "image")
+        files = _files(
+            cfg.train if train else cfg.eval,
+            IMAGE_SUFFIXES,
+            cfg.train_pattern if train else cfg.eval_pattern,
+            "image",
+        )
         if not train and cfg.max_eval_items:
             files = files[: cfg.max_eval_items]
         self.files = files
@@ -85,7 +90,9 @@ class ImageCropDataset(Dataset):
         if not self.train:
             if self.cfg.eval_resize:
                 scale = self.cfg.eval_resize / min(img.size)
-                img = img.resize((max(r, round(img.width * scale)), max(r, round(img.height * scale))), Image.BICUBIC)
+                img = img.resize(
+                    (max(r, round(img.width * scale)), max(r, round(img.height * scale))), Image.BICUBIC
+                )
             left, top = (img.width - r) // 2, (img.height - r) // 2
             return _to_model_space(img.crop((left, top, left + r, top + r)))
         lo, hi = self.cfg.train_scale
@@ -121,28 +128,54 @@ class MaskCropDataset(Dataset):
                 self.rles.append(rle)
                 self.boxes.append(tuple(ann["bbox"]))
         if not self.rles:
-            raise ValueError(f"no instance masks with box side >= {cfg.min_box_side} in {cfg.train if train else cfg.eval}")
+            raise ValueError(
+                f"no instance masks with box side >= {cfg.min_box_side} in {cfg.train if train else cfg.eval}"
+            )
         if not train and cfg.max_eval_items:
             self.rles, self.boxes = self.rles[: cfg.max_eval_items], self.boxes[: cfg.max_eval_items]
         self._decode = mask_utils.decode
+
+        if train:  # cache a 128x128 view of each instance's largest augmented window: no RLE decode per step
+            self.views = [
+                self._crop(i, *self._window(i, 1.0, 0.0, 0.0, self.MAX_SCALE), self.VIEW)
+                for i in range(len(self.rles))
+            ]
+
+    MAX_SCALE, VIEW = 1.5, 128  # largest jittered window / base window; cached view size
+
+    def _window(
+        self, index: int, scale: float, dx: float, dy: float, extra: float = 1.0
+    ) -> tuple[float, float, float]:
+        x, y, w, h = self.boxes[index]
+        return max(w, h) * self.cfg.mask_margin * scale * extra, x + w / 2 + dx * w, y + h / 2 + dy * h
+
+    def _crop(self, index: int, side: float, cx: float, cy: float, size: int) -> Image.Image:
+        full = Image.fromarray(self._decode(self.rles[index]) * 255)
+        box = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+        return full.crop(box).resize((size, size), Image.BILINEAR)  # crop pads outside the image with 0
 
     def __len__(self) -> int:
         return len(self.rles)
 
     def __getitem__(self, index: int) -> Tensor:
-        x, y, w, h = self.boxes[index]
-        side, cx, cy = max(w, h) * self.cfg.mask_margin, x + w / 2, y + h / 2
-        flip = False
+        r = self.resolution
         if self.train:  # jitter scale and centre a little, and flip
-            side *= random.uniform(0.9, 1.3)
-            cx += random.uniform(-0.1, 0.1) * w
-            cy += random.uniform(-0.1, 0.1) * h
-            flip = random.random() < 0.5
-        full = Image.fromarray(self._decode(self.rles[index]) * 255)
-        box = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
-        crop = full.crop(box).resize((self.resolution, self.resolution), Image.BILINEAR)  # crop pads with 0
-        if flip:
-            crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            scale = random.uniform(0.9, 1.3)
+            dx, dy = random.uniform(-0.1, 0.1), random.uniform(-0.1, 0.1)
+            big_side, big_cx, big_cy = self._window(index, 1.0, 0.0, 0.0, self.MAX_SCALE)
+            side, cx, cy = self._window(index, scale, dx, dy)
+            k = self.VIEW / big_side
+            left, top = (
+                (cx - side / 2 - (big_cx - big_side / 2)) * k,
+                (cy - side / 2 - (big_cy - big_side / 2)) * k,
+            )
+            crop = self.views[index].resize(
+                (r, r), Image.BILINEAR, box=(left, top, left + side * k, top + side * k)
+            )
+            if random.random() < 0.5:
+                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+        else:
+            crop = self._crop(index, *self._window(index, 1.0, 0.0, 0.0), r)
         return torch.from_numpy((np.asarray(crop) >= 128).astype(np.float32))[None]
 
 
@@ -162,7 +195,9 @@ def _audio_files(sources: list[str], pattern: str) -> list[Path]:
                 if regex.search(wav.name):
                     files.append(wav)
         elif path.is_dir():
-            files += [p for p in sorted(path.iterdir()) if p.suffix.lower() == ".wav" and regex.search(p.name)]
+            files += [
+                p for p in sorted(path.iterdir()) if p.suffix.lower() == ".wav" and regex.search(p.name)
+            ]
         else:
             raise FileNotFoundError(f"audio source not found (expected a folder or metadata.csv): {path}")
     if not files:
@@ -180,7 +215,9 @@ class AudioClipDataset(Dataset):
         self, cfg: TokenizerDataConfig, sample_rate: int, segment_samples: int, train: bool, resample=None
     ) -> None:
         self.cfg, self.segment, self.train = cfg, segment_samples, train
-        files = _audio_files(cfg.train if train else cfg.eval, cfg.train_pattern if train else cfg.eval_pattern)
+        files = _audio_files(
+            cfg.train if train else cfg.eval, cfg.train_pattern if train else cfg.eval_pattern
+        )
         if not train and cfg.max_eval_items:
             files = files[: cfg.max_eval_items]
         self.files = files
@@ -191,7 +228,9 @@ class AudioClipDataset(Dataset):
                 raise ValueError(f"empty audio file: {path}")
             if rate != sample_rate:
                 if resample is None:
-                    raise ValueError(f"{path} has sample rate {rate}, expected {sample_rate} (pass resample=)")
+                    raise ValueError(
+                        f"{path} has sample rate {rate}, expected {sample_rate} (pass resample=)"
+                    )
                 wav = resample(wav, rate, sample_rate)
             self.clips.append(wav)
 
@@ -200,7 +239,9 @@ class AudioClipDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         wav = self.clips[index]
-        start = random.randint(0, wav.numel() - self.segment) if self.train and wav.numel() > self.segment else 0
+        start = (
+            random.randint(0, wav.numel() - self.segment) if self.train and wav.numel() > self.segment else 0
+        )
         piece = wav[start : start + self.segment]
         out = torch.zeros(self.segment)
         out[: piece.numel()] = piece

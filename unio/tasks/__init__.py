@@ -16,8 +16,8 @@ from unio.tasks.audio_tasks import ASRTask, AudioClassifyTask, TTSTask
 from unio.tasks.base import EncodedExample, Example, Task, encode_example
 from unio.tasks.box_tasks import DetectTask, GroundTask, KeypointsTask, RegionCaptionTask
 from unio.tasks.bundle import Tokenizers
-from unio.tasks.dense_tasks import RefSegTask, TextToImageTask
 from unio.tasks.denoise import MaskedImageTask, SpanCorruptionTask
+from unio.tasks.dense_tasks import RefSegTask, TextToImageTask
 from unio.tasks.text_tasks import CaptionTask, ClassifyTask, VQATask
 
 TASKS: dict[str, Task] = {

@@ -16,12 +16,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from unio import grammar as grammars
 from unio.sequence import AudioCodes, Segment, Text
 from unio.tasks.base import Example, Task, first_text
 from unio.tasks.bundle import Tokenizers
 
 
-@dataclass
+@dataclass(frozen=True)
 class ASRTask(Task):
     name: str = "asr"
     prompts: tuple[str, ...] = (
@@ -44,7 +45,7 @@ class ASRTask(Task):
         return first_text(segments)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TTSTask(Task):
     name: str = "tts"
     prompts: tuple[str, ...] = (
@@ -64,18 +65,18 @@ class TTSTask(Task):
         inputs = [self.prefix(), Text(self.prompt(rng, train, text=record.transcript))]
         return Example(inputs, [AudioCodes(tok.audio_codes(record))], {"transcript": record.transcript})
 
-    def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> tuple[np.ndarray, int] | None:
+    def parse(
+        self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers
+    ) -> tuple[np.ndarray, int] | None:
         """(mono float32 waveform, sample rate) from the audio codes, or None without them."""
         codes = next((s for s in segments if isinstance(s, AudioCodes)), None)
         return tok.decode_audio(codes.codes) if codes is not None else None
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        from unio import grammar
-
-        return grammar.grid(tok.vocab, "audio", tok.audio.grid_shape)
+        return grammars.grid(tok.codec, "audio")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioClassifyTask(Task):
     """The clip's label as text (e.g. the spoken digit). `classes` restricts decoding to a closed list."""
 
@@ -102,8 +103,6 @@ class AudioClassifyTask(Task):
         return first_text(segments)
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        from unio import grammar
-
         if self.classes:
-            return grammar.answer_list(tok.vocab, tok.text, list(self.classes))
-        return grammar.free_text(tok.vocab)
+            return grammars.closed_answers(tok.codec, list(self.classes))
+        return grammars.free_text(tok.codec)

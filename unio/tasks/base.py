@@ -6,7 +6,9 @@ Every task has
   evaluation (so evaluation is deterministic and comparable across runs);
 - `build(record, rng, tok, train)`: an `Example` (input segments, target segments, meta) or None
   when the record lacks what the task needs (the pretokenizer counts those per task);
-- `grammar(tok, meta)`: the output grammar the constrained decoder enforces (unio/grammar.py);
+- `grammar(tok, meta)`: the output grammar the constrained decoder enforces (unio/grammar.py); it
+  depends on the task options and the tokenizers, not on the example, so build it once per task (grid
+  grammars of thousands of codes take seconds to compile);
 - `parse(segments, meta, tok)`: decoded target segments -> prediction in the record's own units
   (pixels of the original image, masks at the original size, text, images, waveforms);
 - `metric`: the name of the metric the evaluator computes.
@@ -24,6 +26,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from unio import grammar as grammars
 from unio.sequence import Boxes, Segment, Special, Text, TokenSequence
 from unio.tasks.bundle import Tokenizers
 from unio.vocab import TARGET_PREFIXES
@@ -65,12 +68,15 @@ def encode_example(example: Example, tok: Tokenizers) -> EncodedExample:
         row=torch.cat([real.row, noise.row]),
         col=torch.cat([real.col, noise.col]),
     )
-    return EncodedExample(inputs, target, torch.cat([torch.ones(len(real), dtype=torch.long), noise_loss.long()]))
+    return EncodedExample(
+        inputs, target, torch.cat([torch.ones(len(real), dtype=torch.long), noise_loss.long()])
+    )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Task:
-    """Base class; subclasses implement `build` and `parse` and set the class attributes."""
+    """Base class; subclasses implement `build` and `parse` and set the class attributes. Tasks are
+    immutable values: configure one with `unio.tasks.make_task(name, **options)`."""
 
     name: str = ""
     prompts: tuple[str, ...] = ()
@@ -91,9 +97,7 @@ class Task:
         raise NotImplementedError
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        from unio import grammar
-
-        return grammar.free_text(tok.vocab)
+        return grammars.free_text(tok.codec)
 
     # ----------------------------------------------------------------------------- helpers
     def prompt(self, rng: random.Random, train: bool, **values: str) -> str:

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from unio import grammar as grammars
 from unio.sequence import Boxes, ImageCodes, Points, Segment, Text
 from unio.tasks.base import Example, Task, first_text, pick
 from unio.tasks.bundle import Tokenizers
@@ -38,7 +39,9 @@ def box_bins(tok: Tokenizers, boxes: np.ndarray, image_size: tuple[int, int]) ->
     return tok.coords.encode_boxes(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), image_size=image_size)
 
 
-def boxes_to_pixels(tok: Tokenizers, segments: list[Segment], image_size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+def boxes_to_pixels(
+    tok: Tokenizers, segments: list[Segment], image_size: tuple[int, int]
+) -> tuple[np.ndarray, list[str]]:
     """All decodable boxes of the decoded segments, in pixels, with their labels (malformed bins are
     dropped: the constrained decoder never produces them, an unconstrained model might)."""
     coords, labels = [], []
@@ -58,7 +61,7 @@ def usable_objects(record: Any) -> list:
     return [o for o in record.objects if not o.crowd]
 
 
-@dataclass
+@dataclass(frozen=True)
 class DetectTask(Task):
     name: str = "detect"
     prompts: tuple[str, ...] = (
@@ -71,6 +74,7 @@ class DetectTask(Task):
     order: str = "random"
     max_objects: int = 30  # longer scenes keep the first objects in target order (bounds sequence length)
     noise_pad_to: int = 0  # Pix2Seq noise boxes up to this many boxes in total; 0 = off
+    categories: tuple[str, ...] | None = None  # closed label set for constrained decoding (None = free text)
     target_modality: ClassVar[str] = "box"
     metric: ClassVar[str] = "coco_map"
     uses: ClassVar[tuple[str, ...]] = ("image",)
@@ -93,7 +97,9 @@ class DetectTask(Task):
             order = list(range(len(objects)))
             rng.shuffle(order)
         else:
-            order = sorted(range(len(objects)), key=lambda i: (np.hypot(boxes[i, 0], boxes[i, 1]), labels[i], *boxes[i]))
+            order = sorted(
+                range(len(objects)), key=lambda i: (np.hypot(boxes[i, 0], boxes[i, 1]), labels[i], *boxes[i])
+            )
         order = order[: self.max_objects]
         target = Boxes(box_bins(tok, boxes[order], size), [labels[i] for i in order])
         noise = None
@@ -110,9 +116,7 @@ class DetectTask(Task):
         return {"boxes": pixels[keep].tolist(), "labels": [labels[i] for i in keep]}
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        from unio import grammar
-
-        return grammar.detection(tok.vocab)
+        return grammars.detection(tok.codec, self.categories)
 
 
 def _noise_boxes(real: np.ndarray, count: int, image_size: tuple[int, int], rng: random.Random) -> np.ndarray:
@@ -140,7 +144,7 @@ def referred_objects(record: Any) -> list:
     return [o for o in usable_objects(record) if o.referring]
 
 
-@dataclass
+@dataclass(frozen=True)
 class GroundTask(Task):
     name: str = "ground"
     prompts: tuple[str, ...] = (
@@ -170,12 +174,10 @@ class GroundTask(Task):
         return pixels[0].tolist() if len(pixels) else None
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        from unio import grammar
-
-        return grammar.single_box(tok.vocab)
+        return grammars.single_box(tok.codec)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RegionCaptionTask(Task):
     """Box -> the object's referring expression (or its category when it has none)."""
 
@@ -205,7 +207,7 @@ class RegionCaptionTask(Task):
         return first_text(segments)
 
 
-@dataclass
+@dataclass(frozen=True)
 class KeypointsTask(Task):
     """Person box -> every keypoint in the source's order with COCO visibility (absent points are one
     `<absent>` token, so the count is fixed and the grammar knows it)."""
@@ -226,7 +228,9 @@ class KeypointsTask(Task):
         people = [
             o
             for o in usable_objects(record)
-            if o.keypoints is not None and len(o.keypoints) == self.num_keypoints and (o.keypoints[:, 2] > 0).any()
+            if o.keypoints is not None
+            and len(o.keypoints) == self.num_keypoints
+            and (o.keypoints[:, 2] > 0).any()
         ]
         if record.image is None or not people:
             return None
@@ -250,6 +254,4 @@ class KeypointsTask(Task):
         return np.concatenate([xy, visibility[:, None]], axis=1).tolist()
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        from unio import grammar
-
-        return grammar.points(tok.vocab, self.num_keypoints)
+        return grammars.points(tok.codec, self.num_keypoints)

@@ -2,7 +2,9 @@
 
 Tasks receive this bundle instead of loose tokenizers. It owns the `SequenceCodec` (built from the
 vocabulary, the text tokenizer and the grid shapes of the VQ tokenizers), the pixel <-> code plumbing
-for images, masks and audio, and the combined `fingerprint` that keys pretokenized caches.
+for images, masks and audio, and the fingerprints that key pretokenized caches (`fingerprints(uses)`:
+vocabulary, text and coordinate tokenizers plus the VQ tokenizers a task uses, so changing the mask
+tokenizer invalidates refseg caches but not caption caches).
 
 Geometry convention: an image is *stretched* to the image tokenizer's input size (no crop, no padding),
 so normalised coordinates are the same in the original and in the tokenized image. Coordinate bins are
@@ -26,8 +28,8 @@ import torch
 from PIL import Image
 
 from unio.sequence import SequenceCodec
-from unio.tokenizers.coords import CoordConfig, CoordTokenizer
 from unio.tokenizers.builtin_text import builtin_corpus
+from unio.tokenizers.coords import CoordConfig, CoordTokenizer
 from unio.tokenizers.text import TextTokenizer, TextTokenizerConfig
 from unio.vocab import Vocabulary
 
@@ -103,7 +105,9 @@ def load_grid_tokenizer(kind: str, cfg: GridTokenizerConfig) -> GridTokenizerLik
 
         tok = from_pretrained(cfg.path)
         if tok.kind != kind:
-            raise ValueError(f"tokenizers.{kind}.path={cfg.path} holds a {tok.kind} tokenizer, not a {kind} one")
+            raise ValueError(
+                f"tokenizers.{kind}.path={cfg.path} holds a {tok.kind} tokenizer, not a {kind} one"
+            )
         return tok
     if cfg.tiny_seed is not None:
         return tiny_grid_tokenizer(kind, cfg.tiny_seed)
@@ -137,14 +141,19 @@ class Tokenizers:
                     f"{name} tokenizer has {tok.codebook_size} codes but the vocabulary's {name} segment "
                     f"holds {self.vocab.segment_size(name)}"
                 )
-        shapes = {n: tuple(getattr(self, n).grid_shape) for n in GRID_TOKENIZERS if getattr(self, n) is not None}
+        shapes = {
+            n: tuple(getattr(self, n).grid_shape) for n in GRID_TOKENIZERS if getattr(self, n) is not None
+        }
         self.codec = SequenceCodec(self.vocab, self.text, shapes)
         # Hashing VQ weights is not free: compute every fingerprint once.
         self._fingerprints = {
             "vocab": self.vocab.fingerprint,
             "text": self.text.fingerprint,
             "coords": hashlib.sha256(json.dumps(_coord_config(self.coords)).encode()).hexdigest()[:16],
-            **{n: (getattr(self, n).fingerprint if getattr(self, n) is not None else "none") for n in GRID_TOKENIZERS},
+            **{
+                n: (getattr(self, n).fingerprint if getattr(self, n) is not None else "none")
+                for n in GRID_TOKENIZERS
+            },
         }
 
     @classmethod
@@ -157,9 +166,8 @@ class Tokenizers:
         audio: GridTokenizerLike | None = None,
         num_sentinels: int = 100,
     ) -> Tokenizers:
-        """Bundle with the default vocabulary layout sized from the tokenizers (absent VQ tokenizers keep
-        the default codebook sizes so the layout does not depend on which ones are loaded... except
-        through the fingerprint of each)."""
+        """Bundle with the default vocabulary layout sized from the tokenizers. A VQ tokenizer that is not
+        loaded keeps its segment at the default size, so the ids of the others do not move."""
         coords = coords or CoordTokenizer(CoordConfig())
         defaults = Vocabulary.default()
         sizes = {
@@ -183,7 +191,12 @@ class Tokenizers:
         else:
             text = TextTokenizer.train(builtin_corpus(), TextTokenizerConfig(vocab_size=cfg.text_vocab_size))
         grids = {kind: load_grid_tokenizer(kind, getattr(cfg, kind)) for kind in GRID_TOKENIZERS}
-        return cls.create(text, CoordTokenizer(CoordConfig(num_bins=cfg.coord_bins)), **grids, num_sentinels=cfg.num_sentinels)
+        return cls.create(
+            text,
+            CoordTokenizer(CoordConfig(num_bins=cfg.coord_bins)),
+            **grids,
+            num_sentinels=cfg.num_sentinels,
+        )
 
     # ----------------------------------------------------------------------------- fingerprints
     def fingerprints(self, uses: tuple[str, ...] = GRID_TOKENIZERS) -> dict[str, str]:
@@ -237,13 +250,28 @@ class Tokenizers:
         """HxW bool masks of any sizes -> LongTensor[B, h, w]."""
         tok = self.require("mask", "mask encoding")
         h, w = tok.input_size
-        resized = np.stack([_resize_mask(m, (w, h)) for m in masks]) if masks else np.zeros((0, h, w), bool)
-        return tok.encode(torch.from_numpy(resized).float()[:, None]).cpu()
+        codes = []
+        for start in range(0, len(masks), ENCODE_BATCH):
+            chunk = np.stack([_resize_mask(m, (w, h)) for m in masks[start : start + ENCODE_BATCH]])
+            codes.append(tok.encode(torch.from_numpy(chunk).float()[:, None]).cpu())
+        return torch.cat(codes) if codes else torch.zeros(0, *tok.grid_shape, dtype=torch.long)
+
+    def mask_codes(self, record: Any, index: int) -> torch.Tensor:
+        """Codes [h, w] of `record.objects[index].mask`, from `record.meta["mask_codes"][index]` when the
+        pretokenizer encoded every mask of a batch of records in one go."""
+        cached = record.meta.get("mask_codes")
+        if cached is not None and cached[index] is not None:
+            return torch.as_tensor(cached[index], dtype=torch.long)
+        mask = record.objects[index].mask
+        if mask is None:
+            raise ValueError(f"record {record.id!r} ({record.source}): objects[{index}] has no mask")
+        return self.encode_masks([mask])[0]
 
     def decode_mask(self, codes: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
         """Codes [h, w] -> HxW bool mask at `size` = (width, height) (the original image size)."""
         tok = self.require("mask", "mask decoding")
-        decoded = tok.decode(torch.as_tensor(codes, dtype=torch.long)[None])  # [1, H, W] bool or probabilities
+        # [1, H, W] booleans (or probabilities, for tokenizers that return them)
+        decoded = tok.decode(torch.as_tensor(codes, dtype=torch.long)[None])
         probs = decoded.reshape(decoded.shape[-2:]).float().cpu().numpy()
         return _resize_probability(probs, size) >= 0.5
 
@@ -284,7 +312,9 @@ def _resize_probability(values: np.ndarray, size: tuple[int, int]) -> np.ndarray
     """HxW floats -> (width, height) with bilinear filtering."""
     if (values.shape[1], values.shape[0]) == tuple(size):
         return values
-    return np.asarray(Image.fromarray(values.astype(np.float32), mode="F").resize(tuple(size), Image.BILINEAR))
+    return np.asarray(
+        Image.fromarray(values.astype(np.float32), mode="F").resize(tuple(size), Image.BILINEAR)
+    )
 
 
 def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

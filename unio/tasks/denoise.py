@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from unio import grammar as grammars
 from unio.sequence import ImageCodes, Segment, Special, Text
 from unio.tasks.base import Example, Task, pick
 from unio.tasks.bundle import Tokenizers
@@ -91,7 +92,7 @@ def fill_spans(input_segments: list[Segment], spans: dict[str, str]) -> str:
     return "".join(parts)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SpanCorruptionTask(Task):
     name: str = "span_corruption"
     prompts: tuple[str, ...] = (
@@ -116,7 +117,15 @@ class SpanCorruptionTask(Task):
             return None
         inputs, targets = corrupted
         spans = {t.token: n.text for t, n in zip(targets[::2], targets[1::2])}
-        return Example([self.prefix(), Text(self.prompt(rng, train) + " "), *inputs], targets, {"spans": spans})
+        return Example(
+            [self.prefix(), Text(self.prompt(rng, train) + " "), *inputs],
+            targets,
+            {"spans": spans, "text": text},
+        )
+
+    def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
+        count = min(self.max_spans, tok.vocab.num_sentinels)
+        return grammars.free_text(tok.codec, specials=[sentinel_token(i) for i in range(count)])
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> dict[str, str]:
         """Sentinel name -> the text that follows it in the output."""
@@ -131,7 +140,7 @@ class SpanCorruptionTask(Task):
         return spans
 
 
-@dataclass
+@dataclass(frozen=True)
 class MaskedImageTask(Task):
     name: str = "masked_image"
     prompts: tuple[str, ...] = (
@@ -148,7 +157,9 @@ class MaskedImageTask(Task):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"task {self.name!r}: field 'mask_ratio' must be in (0, 1), got {self.mask_ratio}")
+            raise ValueError(
+                f"task {self.name!r}: field 'mask_ratio' must be in (0, 1), got {self.mask_ratio}"
+            )
 
     def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
         if record.image is None:
@@ -169,6 +180,4 @@ class MaskedImageTask(Task):
         return tok.decode_image(codes.codes) if codes is not None else None
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        from unio import grammar
-
-        return grammar.grid(tok.vocab, "image", tok.image.grid_shape)
+        return grammars.grid(tok.codec, "image")

@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from unio import grammar as grammars
 from unio.sequence import ImageCodes, MaskCodes, Segment, Text
 from unio.tasks.base import Example, Task, pick
-from unio.tasks.box_tasks import referred_objects
 from unio.tasks.bundle import Tokenizers
 
 
@@ -32,7 +32,7 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RefSegTask(Task):
     name: str = "refseg"
     prompts: tuple[str, ...] = (
@@ -47,18 +47,26 @@ class RefSegTask(Task):
     uses: ClassVar[tuple[str, ...]] = ("image", "mask")
 
     def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
-        objects = [o for o in referred_objects(record) if o.mask is not None and o.mask.any()]
-        if record.image is None or not objects:
+        candidates = [
+            (i, o)
+            for i, o in enumerate(record.objects)
+            if not o.crowd and o.referring and o.mask is not None and o.mask.any()
+        ]
+        if record.image is None or not candidates:
             return None
-        obj = pick(objects, rng, train)
+        index, obj = pick(candidates, rng, train)
         expression = pick(obj.referring, rng, train)
         inputs = [
             self.prefix(),
             Text(self.prompt(rng, train, expression=expression)),
             ImageCodes(tok.image_codes(record)),
         ]
-        target = MaskCodes(tok.encode_masks([obj.mask])[0])
-        meta = {"image_size": list(record.image_size), "expression": expression, "mask": mask_to_rle(obj.mask)}
+        target = MaskCodes(tok.mask_codes(record, index))
+        meta = {
+            "image_size": list(record.image_size),
+            "expression": expression,
+            "mask": mask_to_rle(obj.mask),
+        }
         return Example(inputs, [target], meta)
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> np.ndarray | None:
@@ -69,12 +77,10 @@ class RefSegTask(Task):
         return tok.decode_mask(codes.codes, tuple(meta["image_size"]))
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        from unio import grammar
-
-        return grammar.grid(tok.vocab, "mask", tok.mask.grid_shape)
+        return grammars.grid(tok.codec, "mask")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TextToImageTask(Task):
     """Caption (or class name through `label_template`) -> image codes."""
 
@@ -110,6 +116,4 @@ class TextToImageTask(Task):
         return tok.decode_image(codes.codes) if codes is not None else None
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        from unio import grammar
-
-        return grammar.grid(tok.vocab, "image", tok.image.grid_shape)
+        return grammars.grid(tok.codec, "image")

@@ -1,8 +1,8 @@
 """Image -> text tasks: captioning, visual question answering, image classification.
 
-    caption   <to_text> "Describe the image." <image> codes </image>      -> "a red circle ..." <eos>
-    vqa       <to_text> "Question: what color is the circle?" <image> ... -> "red" <eos>
-    classify  <to_text> "What class is this image?" <image> ...           -> "circle" <eos>
+caption   <to_text> "Describe the image." <image> codes </image>      -> "a red circle ..." <eos>
+vqa       <to_text> "Question: what color is the circle?" <image> ... -> "red" <eos>
+classify  <to_text> "What class is this image?" <image> ...           -> "circle" <eos>
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from unio import grammar as grammars
 from unio.sequence import ImageCodes, Segment, Text
 from unio.tasks.base import Example, Task, first_text, pick
 from unio.tasks.bundle import Tokenizers
 
 
-@dataclass
+@dataclass(frozen=True)
 class CaptionTask(Task):
     name: str = "caption"
     prompts: tuple[str, ...] = (
@@ -34,13 +35,15 @@ class CaptionTask(Task):
         if record.image is None or not record.captions:
             return None
         inputs = [self.prefix(), Text(self.prompt(rng, train)), ImageCodes(tok.image_codes(record))]
-        return Example(inputs, [Text(pick(record.captions, rng, train))], {"references": list(record.captions)})
+        return Example(
+            inputs, [Text(pick(record.captions, rng, train))], {"references": list(record.captions)}
+        )
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:
         return first_text(segments)
 
 
-@dataclass
+@dataclass(frozen=True)
 class VQATask(Task):
     """One question per example (a random one in training). With `answers` set, decoding is restricted
     to that closed list (e.g. easy-VQA's 13 answers); otherwise it is free text."""
@@ -61,21 +64,23 @@ class VQATask(Task):
         if record.image is None or not record.qa:
             return None
         question, answer = pick(record.qa, rng, train)
-        inputs = [self.prefix(), Text(self.prompt(rng, train, question=question)), ImageCodes(tok.image_codes(record))]
+        inputs = [
+            self.prefix(),
+            Text(self.prompt(rng, train, question=question)),
+            ImageCodes(tok.image_codes(record)),
+        ]
         return Example(inputs, [Text(answer)], {"question": question, "answers": [answer]})
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:
         return first_text(segments)
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        from unio import grammar
-
         if self.answers:
-            return grammar.answer_list(tok.vocab, tok.text, list(self.answers))
-        return grammar.free_text(tok.vocab)
+            return grammars.closed_answers(tok.codec, list(self.answers))
+        return grammars.free_text(tok.codec)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClassifyTask(Task):
     """The class name as text. `classes` (e.g. the ten digits, the shape kinds) restricts decoding to a
     closed list; a record whose label is not in it is not an example of this task."""
@@ -104,8 +109,6 @@ class ClassifyTask(Task):
         return first_text(segments)
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        from unio import grammar
-
         if self.classes:
-            return grammar.answer_list(tok.vocab, tok.text, list(self.classes))
-        return grammar.free_text(tok.vocab)
+            return grammars.closed_answers(tok.codec, list(self.classes))
+        return grammars.free_text(tok.codec)

@@ -62,7 +62,9 @@ class AudioTokenizerConfig:
                 f"autoencoder.downsample={f}"
             )
         if self.audio.hop_length > self.audio.n_fft:
-            raise ValueError(f"audio.hop_length={self.audio.hop_length} must not exceed n_fft={self.audio.n_fft}")
+            raise ValueError(
+                f"audio.hop_length={self.audio.hop_length} must not exceed n_fft={self.audio.n_fft}"
+            )
 
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> Tensor:
@@ -131,7 +133,9 @@ class AudioTokenizer(GridTokenizer):
         if clips is None:
             x = torch.as_tensor(audio) if isinstance(audio, np.ndarray) else audio
             if not isinstance(x, Tensor):
-                raise TypeError(f"audio must be a tensor, ndarray or list of clips, got {type(audio).__name__}")
+                raise TypeError(
+                    f"audio must be a tensor, ndarray or list of clips, got {type(audio).__name__}"
+                )
             if x.ndim not in (1, 2):
                 raise ValueError(f"audio shape {tuple(x.shape)}: expected [T] or [B, T] mono waveforms")
             clips = [x] if x.ndim == 1 else list(x)
@@ -142,7 +146,9 @@ class AudioTokenizer(GridTokenizer):
         for i, clip in enumerate(clips):
             clip = torch.as_tensor(clip).float().cpu()
             if clip.ndim != 1:
-                raise ValueError(f"audio clip {i} has shape {tuple(clip.shape)}: expected a 1-D mono waveform")
+                raise ValueError(
+                    f"audio clip {i} has shape {tuple(clip.shape)}: expected a 1-D mono waveform"
+                )
             if clip.numel() == 0:
                 raise ValueError(f"audio clip {i} is empty (0 samples)")
             if not torch.isfinite(clip).all():

@@ -78,18 +78,26 @@ class ImageTokenizer(GridTokenizer):
             images = np.stack([np.asarray(pil_to_square(i, r)) for i in images])
         if isinstance(images, np.ndarray):
             if images.dtype != np.uint8:
-                raise TypeError(f"image arrays must be uint8 [H, W, 3] or [B, H, W, 3], got dtype {images.dtype}")
+                raise TypeError(
+                    f"image arrays must be uint8 [H, W, 3] or [B, H, W, 3], got dtype {images.dtype}"
+                )
             arr = images[None] if images.ndim == 3 else images
             if arr.ndim != 4 or arr.shape[-1] != 3:
-                raise ValueError(f"image array shape {images.shape}: expected [H, W, 3] or [B, H, W, 3] (RGB)")
+                raise ValueError(
+                    f"image array shape {images.shape}: expected [H, W, 3] or [B, H, W, 3] (RGB)"
+                )
             images = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
         if not isinstance(images, Tensor):
             raise TypeError(f"unsupported image input type {type(images).__name__}")
         x = images[None] if images.ndim == 3 else images
         if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"image tensor shape {tuple(images.shape)}: expected [B, 3, H, W] with 3 channels")
+            raise ValueError(
+                f"image tensor shape {tuple(images.shape)}: expected [B, 3, H, W] with 3 channels"
+            )
         if tuple(x.shape[-2:]) != (r, r):
-            raise ValueError(f"image size {tuple(x.shape[-2:])}: this tokenizer expects {r}x{r} (resize first)")
+            raise ValueError(
+                f"image size {tuple(x.shape[-2:])}: this tokenizer expects {r}x{r} (resize first)"
+            )
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
         elif not x.dtype.is_floating_point:
@@ -156,7 +164,9 @@ class VGGPerceptualLoss(nn.Module):
     def from_file(cls, path: str | Path) -> VGGPerceptualLoss:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"perceptual_weights_path: no such file {path} (weights are never downloaded)")
+            raise FileNotFoundError(
+                f"perceptual_weights_path: no such file {path} (weights are never downloaded)"
+            )
         state = {k: v for k, v in load_file(str(path)).items() if k.startswith("features.")}
         model = cls()
         missing, _ = model.load_state_dict(state, strict=False)
@@ -208,7 +218,9 @@ class ImageAdversarialLoss(nn.Module):
     def active(self, step: int) -> bool:
         return self.cfg.gan_weight > 0 and step >= self.cfg.gan_start_step
 
-    def generator_loss(self, fake: Tensor, reconstruction_loss: Tensor, last_layer: Tensor) -> tuple[Tensor, Tensor]:
+    def generator_loss(
+        self, fake: Tensor, reconstruction_loss: Tensor, last_layer: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Returns (weighted generator loss, adaptive weight). Keeps the graph for the main backward."""
         g_loss = -self.discriminator(fake).mean()
         rec_grad = torch.autograd.grad(reconstruction_loss, last_layer, retain_graph=True)[0]

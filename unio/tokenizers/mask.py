@@ -71,7 +71,9 @@ class MaskTokenizer(GridTokenizer):
         elif m.ndim == 3:
             m = m[:, None]
         if m.ndim != 4 or m.shape[1] != 1:
-            raise ValueError(f"mask shape {tuple(masks.shape)}: expected [H, W], [B, H, W] or [B, 1, H, W] (1 channel)")
+            raise ValueError(
+                f"mask shape {tuple(masks.shape)}: expected [H, W], [B, H, W] or [B, 1, H, W] (1 channel)"
+            )
         r = self.cfg.resolution
         if tuple(m.shape[-2:]) != (r, r):
             raise ValueError(f"mask size {tuple(m.shape[-2:])}: this tokenizer expects {r}x{r}")

@@ -44,7 +44,10 @@ def save_pretrained(tokenizer: GridTokenizer, path: str | Path) -> Path:
     """Write weights + config atomically (each file via a temp file and rename)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tokenizer.state_dict().items()}
+    state = {
+        k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+        for k, v in tokenizer.state_dict().items()
+    }
     tmp = path / f".{WEIGHTS_FILE}.tmp"
     save_file(state, str(tmp), metadata={"kind": tokenizer.kind})
     os.replace(tmp, path / WEIGHTS_FILE)
@@ -72,7 +75,9 @@ def read_saved_config(path: str | Path) -> dict[str, Any]:
         if key not in meta:
             raise ValueError(f"{file}: missing field {key!r}")
     if meta["format_version"] != FORMAT_VERSION:
-        raise ValueError(f"{file}: format_version {meta['format_version']} is not supported (expected {FORMAT_VERSION})")
+        raise ValueError(
+            f"{file}: format_version {meta['format_version']} is not supported (expected {FORMAT_VERSION})"
+        )
     return meta
 
 
@@ -87,7 +92,9 @@ def from_pretrained(path: str | Path, device: str = "cpu") -> GridTokenizer:
     tokenizer.load_state_dict(load_file(str(weights)))
     tokenizer.eval()
     if tokenizer.fingerprint != meta["fingerprint"]:
-        raise ValueError(f"{path}: weights do not match the stored fingerprint {meta['fingerprint']} (corrupted?)")
+        raise ValueError(
+            f"{path}: weights do not match the stored fingerprint {meta['fingerprint']} (corrupted?)"
+        )
     if tokenizer.codebook_size != meta["codebook_size"] or list(tokenizer.grid_shape) != meta["grid_shape"]:
         raise ValueError(f"{path}: codebook_size/grid_shape in {CONFIG_FILE} disagree with the config")
     return tokenizer.to(device)

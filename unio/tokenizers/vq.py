@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,9 @@ class QuantizerConfig:
     dead_code_ratio: float = 0.1
     tokens_per_batch: int = 0  # set by the trainer; 0 disables replacement (inference)
     entropy_loss_weight: float = 0.1  # lfq only
+    # fsq only: weight of (log L - entropy) of each latent dimension's level histogram (soft, over the
+    # batch). Pushes every dimension to use all its levels, which lifts the usage of the joint codebook.
+    fsq_entropy_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in QUANTIZER_KINDS:
@@ -94,7 +98,7 @@ class AutoencoderConfig:
 
 def config_from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
     """Build a (nested) config dataclass from plain data; unknown keys raise, naming the field."""
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         raise TypeError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -104,9 +108,9 @@ def config_from_dict(cls: type, data: dict[str, Any], where: str = "config") -> 
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
             value = config_from_dict(hint, value, f"{where}.{key}")
-        elif isinstance(value, list | tuple) and typing.get_origin(hint) is list:
+        elif isinstance(value, Sequence) and not isinstance(value, str) and typing.get_origin(hint) is list:
             value = list(value)
         elif hint is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -200,7 +204,9 @@ class Quantizer(nn.Module):
             self.impl = FSQ(levels=list(cfg.levels), dim=dim)
         else:  # lfq: its inputs must be roughly unit scale, so a learned projection + layernorm feeds it
             self.pre_norm = nn.LayerNorm(dim)
-            self.impl = LFQ(dim=dim, codebook_size=cfg.codebook_size, entropy_loss_weight=cfg.entropy_loss_weight)
+            self.impl = LFQ(
+                dim=dim, codebook_size=cfg.codebook_size, entropy_loss_weight=cfg.entropy_loss_weight
+            )
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         b, _, h, w = z.shape
@@ -210,13 +216,34 @@ class Quantizer(nn.Module):
                 x = self.pre_norm(x)
             if self.cfg.kind == "fsq":
                 quantized, indices = self.impl(x)
-                aux = x.new_zeros(())
+                aux = (
+                    self.fsq_entropy_penalty(x)
+                    if self.training and self.cfg.fsq_entropy_weight > 0
+                    else x.new_zeros(())
+                )
             else:
                 quantized, indices, aux = self.impl(x)
                 aux = aux.sum()
         codes = rearrange(indices.long().reshape(b, h * w, -1), "b (h w) q -> b h (w q)", h=h)
         quantized = rearrange(quantized, "b (h w) d -> b d h w", h=h)
         return QuantizerOutput(quantized=quantized, codes=codes, aux_loss=aux)
+
+    def fsq_entropy_penalty(self, x: Tensor) -> Tensor:
+        """Soft per-dimension level histograms of FSQ's bounded (pre-rounding) values -> entropy deficit."""
+        fsq = self.impl
+        z = fsq.project_in(x).reshape(-1, len(self.cfg.levels))
+        levels = fsq._levels.to(z.dtype)
+        # the bound of FSQ.bound(): tanh squashes each dimension onto (-L/2, L/2) around integer levels
+        half_l = (levels - 1) * (1 + 1e-3) / 2
+        offset = torch.where(fsq._levels % 2 == 0, 0.5, 0.0)
+        bounded = torch.tanh(z + torch.atanh(offset / half_l)) * half_l - offset
+        penalty = z.new_zeros(())
+        for d, num_levels in enumerate(self.cfg.levels):
+            positions = torch.arange(num_levels, dtype=z.dtype, device=z.device) - num_levels // 2
+            probs = torch.softmax(-((bounded[:, d, None] - positions) ** 2) / 0.5, dim=-1).mean(0)
+            entropy = -(probs * probs.clamp(min=1e-9).log()).sum()
+            penalty = penalty + math.log(num_levels) - entropy
+        return self.cfg.fsq_entropy_weight * penalty
 
     @torch.no_grad()
     def codes_to_latents(self, codes: Tensor) -> Tensor:
@@ -341,7 +368,9 @@ class GridTokenizer(nn.Module):
         if codes.ndim == 2:
             codes = codes.unsqueeze(0)
         if codes.ndim != 3 or tuple(codes.shape[1:]) != self.grid_shape:
-            raise ValueError(f"codes shape {tuple(codes.shape)}: expected [B, {self.grid_shape[0]}, {self.grid_shape[1]}]")
+            raise ValueError(
+                f"codes shape {tuple(codes.shape)}: expected [B, {self.grid_shape[0]}, {self.grid_shape[1]}]"
+            )
         return codes.long().to(self.device)
 
     @property

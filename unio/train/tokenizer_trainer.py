@@ -48,7 +48,11 @@ class WandbConfig:
 class TokenizerTrainConfig:
     out_dir: str = "artifacts/tokenizers/run"
     steps: int = 2000
-    max_minutes: float | None = None  # wall-clock budget; the schedule anneals to it
+    max_minutes: float | None = None  # time budget; the schedule anneals to it
+    # "wall": wall-clock time. "cpu": process CPU time / budget_cores, i.e. the wall time the same work
+    # would take on budget_cores cores of its own; use it on a machine shared with other jobs.
+    budget_clock: str = "wall"
+    budget_cores: int = 2
     batch_size: int = 64
     lr: float = 1e-3
     min_lr_ratio: float = 0.05
@@ -70,6 +74,8 @@ class TokenizerTrainConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
     def __post_init__(self) -> None:
+        if self.budget_clock not in ("wall", "cpu"):
+            raise ValueError(f"train.budget_clock={self.budget_clock!r}: expected wall or cpu")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"train.precision={self.precision!r}: expected fp32 or bf16")
         if self.wandb.mode not in ("online", "offline", "disabled"):
@@ -107,7 +113,11 @@ class CodeUsage:
         p = counts / counts.sum().clamp(min=1)
         entropy = -(p[p > 0] * p[p > 0].log()).sum()
         used = int((counts > 0).sum())
-        return {"usage": used / self.codebook_size, "perplexity": float(entropy.exp()), "dead_codes": float(self.codebook_size - used)}
+        return {
+            "usage": used / self.codebook_size,
+            "perplexity": float(entropy.exp()),
+            "dead_codes": float(self.codebook_size - used),
+        }
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -164,7 +174,11 @@ def _start_wandb(cfg: TokenizerTrainConfig, out_dir: Path, config: dict[str, Any
     import wandb
 
     return wandb.init(
-        project=cfg.wandb.project, name=cfg.wandb.name or out_dir.name, mode=cfg.wandb.mode, dir=str(out_dir), config=config
+        project=cfg.wandb.project,
+        name=cfg.wandb.name or out_dir.name,
+        mode=cfg.wandb.mode,
+        dir=str(out_dir),
+        config=config,
     )
 
 
@@ -189,7 +203,9 @@ def train_tokenizer(
     dataset = build_tokenizer_dataset(data_cfg, tokenizer, train=True)
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"training set has {len(dataset)} items, fewer than batch_size={cfg.batch_size}")
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers)
+    loader = DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers
+    )
 
     decay = [p for n, p in tokenizer.named_parameters() if p.ndim > 1 and p.requires_grad]
     no_decay = [p for n, p in tokenizer.named_parameters() if p.ndim <= 1 and p.requires_grad]
@@ -205,7 +221,9 @@ def train_tokenizer(
         disc_optimizer = torch.optim.AdamW(adversary.parameters(), lr=loss_cfg.disc_lr, betas=(0.5, 0.9))
     if kind == "image" and loss_cfg.perceptual_weight > 0:
         if not loss_cfg.perceptual_weights_path:
-            raise ValueError("tokenizer.loss.perceptual_weight > 0 needs tokenizer.loss.perceptual_weights_path")
+            raise ValueError(
+                "tokenizer.loss.perceptual_weight > 0 needs tokenizer.loss.perceptual_weights_path"
+            )
         perceptual = VGGPerceptualLoss.from_file(loss_cfg.perceptual_weights_path).to(device)
 
     run_config = {"kind": kind, "tokenizer": tokenizer_config, "data": asdict(data_cfg), "train": asdict(cfg)}
@@ -214,14 +232,16 @@ def train_tokenizer(
     if cfg.resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
         if ckpt["tokenizer_config"] != tokenizer_config or ckpt["kind"] != kind:
-            raise ValueError(f"{ckpt_path} was written for a different tokenizer config; use a new out_dir or resume=false")
+            raise ValueError(
+                f"{ckpt_path} was written for a different tokenizer config; use a new out_dir or resume=false"
+            )
         tokenizer.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if adversary is not None and "adversary" in ckpt:
             adversary.load_state_dict(ckpt["adversary"])
             disc_optimizer.load_state_dict(ckpt["disc_optimizer"])
         step, elapsed_before = ckpt["step"], ckpt["elapsed"]
-        torch.set_rng_state(ckpt["torch_rng"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())
         random.seed(cfg.seed + step)
 
     def save_checkpoint() -> None:
@@ -231,7 +251,7 @@ def train_tokenizer(
             "model": tokenizer.state_dict(),
             "optimizer": optimizer.state_dict(),
             "step": step,
-            "elapsed": elapsed_before + time.time() - start,
+            "elapsed": elapsed_before + clock() - start,
             "torch_rng": torch.get_rng_state(),
             "fingerprint": tokenizer.fingerprint,
         }
@@ -243,12 +263,24 @@ def train_tokenizer(
     run = _start_wandb(cfg, out_dir, run_config)
     usage = CodeUsage(tokenizer.codebook_size, cfg.usage_window)
     autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else contextlib.nullcontext()
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if cfg.precision == "bf16"
+        else contextlib.nullcontext()
     )
     budget = cfg.max_minutes * 60 if cfg.max_minutes else None
-    start = time.time()
+
+    def clock() -> float:
+        return time.process_time() / cfg.budget_cores if cfg.budget_clock == "cpu" else time.time()
+
+    start, wall_start = clock(), time.time()
     progress = max(step / cfg.steps, (elapsed_before / budget) if budget else 0.0)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress_bar, desc=f"{kind} tokenizer", dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        disable=not cfg.progress_bar,
+        desc=f"{kind} tokenizer",
+        dynamic_ncols=True,
+    )
     last: dict[str, float] = {}
     log_file = (out_dir / "train_log.jsonl").open("a")
     batches = _infinite(loader)
@@ -260,14 +292,22 @@ def train_tokenizer(
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(step, progress, cfg)
             with autocast:
-                out = tokenizer.training_loss(batch, lengths) if kind == "audio" else tokenizer.training_loss(batch, perceptual)
+                out = (
+                    tokenizer.training_loss(batch, lengths)
+                    if kind == "audio"
+                    else tokenizer.training_loss(batch, perceptual)
+                )
                 loss = out.loss
                 if adversary is not None and adversary.active(step):
-                    g_loss, g_weight = adversary.generator_loss(out.reconstruction, out.loss, tokenizer.last_layer_weight())
+                    g_loss, g_weight = adversary.generator_loss(
+                        out.reconstruction, out.loss, tokenizer.last_layer_weight()
+                    )
                     loss = loss + g_loss
                     out.parts["gan_g"], out.parts["gan_weight"] = g_loss.detach(), g_weight
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower train.lr or use precision=fp32")
+                raise FloatingPointError(
+                    f"loss is {loss.item()} at step {step}; lower train.lr or use precision=fp32"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), cfg.grad_clip)
@@ -281,14 +321,17 @@ def train_tokenizer(
                 out.parts["gan_d"] = d_loss.detach()
             usage.update(out.codes)
             step += 1
-            elapsed = elapsed_before + time.time() - start
+            elapsed = elapsed_before + clock() - start
             progress = max(step / cfg.steps, elapsed / budget if budget else 0.0)
             bar.update(1)
             if step % cfg.log_every == 0 or progress >= 1.0:
                 last = {k: float(v) for k, v in out.parts.items()}
-                last.update(loss=float(loss), grad_norm=float(grad_norm), lr=optimizer.param_groups[0]["lr"])
+                last.update(
+                    loss=float(loss.detach()), grad_norm=float(grad_norm), lr=optimizer.param_groups[0]["lr"]
+                )
                 last.update(usage.stats())
-                last["minutes"] = elapsed / 60
+                last["minutes"] = elapsed / 60  # on the budget clock
+                last["wall_minutes"] = (time.time() - wall_start) / 60  # this session only
                 if kind == "image":
                     mse = ((out.reconstruction.detach().float().clamp(-1, 1) - out.target) / 2).pow(2).mean()
                     last["psnr"] = float(10 * torch.log10(1.0 / mse.clamp(min=1e-10)))
@@ -314,4 +357,4 @@ def train_tokenizer(
     save_pretrained(tokenizer, out_dir / "tokenizer")
     if run is not None:
         run.finish()
-    return TrainResult(tokenizer, out_dir, step, (elapsed_before + time.time() - start) / 60, last)
+    return TrainResult(tokenizer, out_dir, step, (elapsed_before + clock() - start) / 60, last)

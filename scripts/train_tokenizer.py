@@ -1,0 +1,52 @@
+"""Train an image, mask or audio VQ tokenizer, then evaluate it on the held-out split.
+
+    python scripts/train_tokenizer.py tokenizer=image/image_f4_fsq1000 tokenizer_data=coco_images
+    python scripts/train_tokenizer.py tokenizer=mask/mask_f8_256 tokenizer_data=coco_masks
+    python scripts/train_tokenizer.py tokenizer=audio/audio_mel80_vq1024 tokenizer_data=fsdd
+
+Writes <train.out_dir>/{checkpoint.pt, tokenizer/, samples/, train_log.jsonl, eval/report.json}.
+Running the same command again resumes from checkpoint.pt (train.resume=true).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from unio.data.tokenizer_datasets import TokenizerDataConfig, build_tokenizer_dataset
+from unio.eval.tokenizer_metrics import evaluate_tokenizer
+from unio.tokenizers.vq import config_from_dict
+from unio.train.tokenizer_trainer import TokenizerTrainConfig, train_tokenizer
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train (and evaluate) from a composed ``train_tokenizer`` config; returns the eval report (or {})."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    train_cfg = config_from_dict(TokenizerTrainConfig, plain["train"], "train")
+    data_cfg = config_from_dict(TokenizerDataConfig, plain["tokenizer_data"], "tokenizer_data")
+    result = train_tokenizer(plain["tokenizer"]["kind"], plain["tokenizer"]["config"], data_cfg, train_cfg)
+    print(f"trained {result.steps} steps in {result.minutes:.1f} min -> {result.out_dir / 'tokenizer'}")
+    if not plain["eval_after_training"]:
+        return {}
+    eval_set = build_tokenizer_dataset(data_cfg, result.tokenizer, train=False)
+    report = evaluate_tokenizer(result.tokenizer, eval_set, result.out_dir / "eval", **plain["eval"])
+    report["train_steps"], report["train_minutes"] = result.steps, result.minutes
+    print(json.dumps(report, indent=2, sort_keys=True))
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train_tokenizer")
+def hydra_main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+def main() -> None:
+    """Console entry point ``unio-train-tokenizer``."""
+    hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Grammar-constrained decoding on a randomly initialised model: every output parses, always."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.test_generate import GRIDS, ragged_inputs
+from tests.test_model import VOCAB, tiny_model
+from unio import grammar as G
+from unio.model.constraints import GrammarConstraint
+from unio.model.generate import GenerationConfig, generate
+from unio.sequence import Annotator, AudioCodes, Boxes, ImageCodes, MaskCodes, Points, SequenceCodec, Text
+
+PROMPTS = 200
+GRAMMARS = {
+    "free_text": (lambda c: G.free_text(c), (Text,)),
+    "closed_answers": (lambda c: G.closed_answers(c, ["yes", "no", "two dogs", "a red bus"]), (Text,)),
+    "detection": (lambda c: G.detection(c), (Boxes,)),
+    "detection_labels": (lambda c: G.detection(c, labels=["dog", "cat", "traffic light"]), (Boxes,)),
+    "single_box": (lambda c: G.single_box(c), (Boxes,)),
+    "points": (lambda c: G.points(c), (Points,)),
+    "keypoints": (lambda c: G.points(c, num_points=5), (Points,)),
+    "image": (lambda c: G.grid(c, "image"), (ImageCodes,)),
+    "mask": (lambda c: G.grid(c, "mask"), (MaskCodes,)),
+    "audio": (lambda c: G.grid(c, "audio"), (AudioCodes,)),
+}
+
+
+@pytest.fixture(scope="module")
+def codec(text_tokenizer):
+    return SequenceCodec(VOCAB, text_tokenizer, GRIDS)
+
+
+@pytest.fixture(scope="module")
+def model():
+    # Large weights: peaky, varied random outputs. One layer each: the grammar, not depth, is under test.
+    return tiny_model(seed=1, init_std=0.5, n_encoder_layers=1, n_decoder_layers=1)
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    g = torch.Generator().manual_seed(0)
+    return ragged_inputs(torch.randint(1, 12, (PROMPTS,), generator=g).tolist(), seed=5)
+
+
+def check_parses(codec, tokens, kinds):
+    for row in tokens:
+        decoded = codec.decode(row)
+        assert decoded.ok and decoded.ended_with_eos, (codec.render(row), decoded.problems)
+        assert all(isinstance(seg, kinds) for seg in decoded.segments), decoded.segments
+
+
+def annotator(codec):
+    return lambda: Annotator(codec)
+
+
+@pytest.mark.parametrize("name", sorted(GRAMMARS))
+def test_every_output_parses(codec, model, prompts, name):
+    make, kinds = GRAMMARS[name]
+    grammar = make(codec)
+    # A tight budget for open-ended grammars: outputs must still close their groups and end.
+    # Sampling at a high temperature explores far more of the grammar than greedy decoding.
+    for cfg, rows in (
+        (GenerationConfig(max_new_tokens=16, do_sample=True, temperature=2.0), PROMPTS),
+        (GenerationConfig(max_new_tokens=16), 20),
+    ):
+        out = generate(
+            model,
+            {k: v[:rows] for k, v in prompts.items()},
+            VOCAB,
+            cfg,
+            grammar=grammar,
+            annotator_factory=annotator(codec),
+            generator=torch.Generator().manual_seed(0),
+        )
+        assert out.finished.all()
+        check_parses(codec, out.tokens, kinds)
+
+
+def test_beam_search_under_a_grammar(codec, model, prompts):
+    few = {k: v[:16] for k, v in prompts.items()}
+    for grammar, kinds in (
+        (G.detection(codec, labels=["dog", "cat"]), (Boxes,)),
+        (G.grid(codec, "image"), (ImageCodes,)),
+    ):
+        out = generate(
+            model,
+            few,
+            VOCAB,
+            GenerationConfig(max_new_tokens=15, num_beams=3),
+            grammar=grammar,
+            annotator_factory=annotator(codec),
+        )
+        check_parses(codec, out.tokens, kinds)
+
+
+def test_rows_with_different_grammars(codec, model, prompts):
+    few = {k: v[:6] for k, v in prompts.items()}
+    image, answers = G.grid(codec, "image"), G.closed_answers(codec, ["yes", "no"])
+    grammars = [image, answers, image, answers, answers, image]
+    out = generate(
+        model,
+        few,
+        VOCAB,
+        GenerationConfig(max_new_tokens=12, do_sample=True),
+        grammar=grammars,
+        annotator_factory=annotator(codec),
+        generator=torch.Generator().manual_seed(1),
+    )
+    for row, g in zip(out.tokens, grammars):
+        decoded = codec.decode(row)
+        assert decoded.ok
+        expected = ImageCodes if g is image else Text
+        assert [type(s) for s in decoded.segments] == [expected]
+
+
+def test_budget_and_metadata_errors(codec, model, prompts):
+    few = {k: v[:2] for k, v in prompts.items()}
+    with pytest.raises(ValueError, match="needs at least 9 tokens"):
+        generate(
+            model,
+            few,
+            VOCAB,
+            GenerationConfig(max_new_tokens=8),
+            grammar=G.grid(codec, "image"),
+            annotator_factory=annotator(codec),
+        )
+    with pytest.raises(ValueError, match="annotator_factory"):
+        generate(model, few, VOCAB, GenerationConfig(max_new_tokens=9), grammar=G.grid(codec, "image"))
+    with pytest.raises(ValueError, match="stop_at_eos"):
+        generate(
+            model,
+            few,
+            VOCAB,
+            GenerationConfig(max_new_tokens=9, stop_at_eos=False),
+            grammar=G.free_text(codec),
+        )
+
+
+def test_mask_always_leaves_a_choice(codec):
+    constraint = GrammarConstraint(G.detection(codec), batch_size=1, max_new_tokens=7, device="cpu")
+    for remaining in range(7, 0, -1):
+        allowed = constraint.allowed(remaining)
+        assert allowed.any()
+        token = int(allowed[0].nonzero()[0, 0])
+        constraint.advance(torch.tensor([token]))
+    assert constraint.finished.all()

@@ -1,0 +1,192 @@
+"""Pretokenization: builds an Arrow cache, a second run is a cache hit, an interrupted run resumes,
+changed tokenizers rebuild or are refused, and cached rows decode back to the task's ground truth."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
+
+import scripts.pretokenize  # noqa: F401  (registers the config schema)
+from tests.conftest import CONF_DIR
+from unio.data.bad_samples import CORRUPT_FILE, BadSampleError
+from unio.data.pretokenize import (
+    DatasetEntry,
+    PretokenizeConfig,
+    load_pretokenized,
+    load_task_cache,
+    pretokenize,
+    shard_name,
+)
+from unio.data.sources.shapes import ShapesConfig, ShapesSource
+from unio.tasks import TASKS, Tokenizers, make_task
+from unio.tasks.bundle import tiny_grid_tokenizer
+from unio.tokenizers.coords import CoordTokenizer
+
+TASK_NAMES = ("detect", "caption", "refseg")
+
+
+def bundle(text_tokenizer, image_seed: int = 0) -> Tokenizers:
+    return Tokenizers.create(
+        text_tokenizer,
+        CoordTokenizer(),
+        image=tiny_grid_tokenizer("image", image_seed),
+        mask=tiny_grid_tokenizer("mask", 0),
+    )
+
+
+@pytest.fixture(scope="module")
+def tok(text_tokenizer) -> Tokenizers:
+    return bundle(text_tokenizer)
+
+
+def config(tmp_path, tasks=TASK_NAMES, **changes) -> PretokenizeConfig:
+    entry = DatasetEntry(source={"kind": "shapes"}, tasks={name: {} for name in tasks})
+    return PretokenizeConfig(cache_dir=str(tmp_path), data={"shapes": entry}, shard_size=8, **changes)
+
+
+def sources() -> dict:
+    return {"shapes": ShapesSource(ShapesConfig(num_records=12, image_size=32))}
+
+
+def run(cfg, tok, **kw):
+    return pretokenize(cfg, tok, sources=sources(), log=lambda _: None, progress=False, **kw)
+
+
+def statuses(results) -> dict[str, str]:
+    return {name.split("/")[1]: r.status for name, r in results.items()}
+
+
+def test_build_then_hit_then_rows_parse_back(tmp_path, tok):
+    cfg = config(tmp_path)
+    first = run(cfg, tok)
+    assert statuses(first) == dict.fromkeys(TASK_NAMES, "built")
+    assert first["shapes/detect"].counts == {
+        "examples": 12,
+        "not_applicable": 0,
+        "too_long": 0,
+        "records": 12,
+        "bad_records": 0,
+    }
+    assert (tmp_path / "shapes" / "detect" / shard_name(1)).is_dir()  # 12 records / 8 per shard
+
+    assert statuses(run(cfg, tok)) == dict.fromkeys(TASK_NAMES, "hit")
+
+    components = load_pretokenized(tmp_path, cfg.data, tok)
+    detect = components["shapes/detect"]
+    assert len(detect) == 12
+    row = detect[0]
+    decoded = tok.codec.decode(row["target_ids"])
+    assert decoded.ok and row["target_ids"][-1] == tok.vocab.eos_id
+    meta = json.loads(row["meta"])
+    prediction = TASKS["detect"].parse(decoded.segments, meta, tok)
+    assert sorted(prediction["labels"]) == sorted(meta["labels"])
+    assert len(row["input_ids"]) == len(row["input_row"]) == len(row["input_modality"])
+
+
+def test_interrupted_build_resumes_only_missing_shards(tmp_path, tok):
+    cfg = config(tmp_path, tasks=("detect", "caption"))
+    run(cfg, tok)
+    task_dir = tmp_path / "shapes" / "caption"
+    kept = (task_dir / shard_name(0) / "counts.json").stat().st_mtime_ns
+    # Simulate a crash during shard 1: its directory never got renamed into place.
+    shutil.rmtree(task_dir / shard_name(1))
+    (task_dir / f".{shard_name(1)}.tmp").mkdir()
+    manifest = json.loads((task_dir / "manifest.json").read_text())
+    (task_dir / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    with pytest.raises(ValueError, match="incomplete"):
+        load_task_cache(task_dir, tok)
+
+    result = run(cfg, tok)
+    assert statuses(result) == {"detect": "hit", "caption": "resumed"}
+    assert (task_dir / shard_name(0) / "counts.json").stat().st_mtime_ns == kept
+    assert result["shapes/caption"].counts["examples"] == 12
+    assert len(load_task_cache(task_dir, tok)) == 12
+
+
+def test_changed_tokenizer_rebuilds_or_is_refused(tmp_path, tok, text_tokenizer):
+    cfg = config(tmp_path, tasks=("detect", "span_corruption"))
+    run(cfg, tok)
+    other = bundle(text_tokenizer, image_seed=1)
+    with pytest.raises(ValueError, match="image tokenizer"):
+        run(config(tmp_path, tasks=("detect",), on_mismatch="refuse"), other)
+    with pytest.raises(ValueError, match="built with other tokenizers"):
+        load_task_cache(tmp_path / "shapes" / "detect", other)
+    # Only the task that uses the image tokenizer is rebuilt; text-only span corruption stays valid.
+    assert statuses(run(cfg, other)) == {"detect": "rebuilt", "span_corruption": "hit"}
+    assert len(load_task_cache(tmp_path / "shapes" / "detect", other)) == 12
+
+
+def test_changed_options_and_length_limits_are_counted(tmp_path, tok):
+    run(config(tmp_path, tasks=("refseg",)), tok)
+    short = run(config(tmp_path, tasks=("refseg",), max_target_len=10), tok)
+    assert statuses(short) == {"refseg": "rebuilt"}
+    counts = short["shapes/refseg"].counts  # 16 mask codes + brackets + eos = 19 tokens > 10
+    assert counts["too_long"] == 12 and counts["examples"] == 0
+
+
+def test_parallel_build_matches_serial(tmp_path, tok):
+    serial = run(config(tmp_path / "serial", tasks=("caption",)), tok)
+    parallel = run(config(tmp_path / "parallel", tasks=("caption",), num_proc=2), tok)
+    for name in serial:
+        a = load_task_cache(serial[name].path, tok)
+        b = load_task_cache(parallel[name].path, tok)
+        assert a.to_dict() == b.to_dict()
+
+
+def _compose(overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="pretokenize", overrides=overrides)
+
+
+def test_hydra_config_is_typed_and_rejects_typos():
+    cfg = OmegaConf.to_object(_compose(["data=shapes", "tokenizers.image.tiny_seed=0", "num_proc=2"]))
+    assert isinstance(cfg, PretokenizeConfig) and cfg.num_proc == 2
+    assert isinstance(cfg.data["shapes"], DatasetEntry) and "detect" in cfg.data["shapes"].tasks
+    assert cfg.tokenizers.image.tiny_seed == 0
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        _compose(["num_prc=2"])
+    with pytest.raises((ConfigCompositionException, ValidationError)):
+        _compose(["data.shapes.repeets=2"])
+
+
+@pytest.mark.parametrize("data", sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml")))
+def test_every_data_config_composes_with_valid_tasks(data):
+    cfg = OmegaConf.to_object(_compose([f"data={data}"]))
+    assert cfg.data
+    for entry in cfg.data.values():
+        assert entry.source.get("kind"), f"conf/data/{data}.yaml: every dataset needs source.kind"
+        for name, options in entry.tasks.items():
+            make_task(name, **options)  # unknown task names or options raise
+
+
+class BrokenShapes(ShapesSource):
+    """Shapes whose record 3 has a corrupt image file."""
+
+    def load(self, index):
+        if index == 3:
+            raise BadSampleError("images/3.png", "image", CORRUPT_FILE, "truncated", "shapes-3")
+        return super().load(index)
+
+
+def test_bad_records_raise_or_are_skipped_and_reported(tmp_path, tok):
+    cfg = config(tmp_path, tasks=("caption",))
+    source = BrokenShapes(ShapesConfig(num_records=12, image_size=32, on_bad_sample="raise"))
+    with pytest.raises(BadSampleError, match=r"images/3.png .*field 'image': corrupt file"):
+        pretokenize(cfg, tok, sources={"shapes": source}, log=lambda _: None, progress=False)
+
+    source = BrokenShapes(ShapesConfig(num_records=12, image_size=32, on_bad_sample="skip"))
+    messages = []
+    results = pretokenize(cfg, tok, sources={"shapes": source}, log=messages.append, progress=False)
+    assert results["shapes/caption"].counts["bad_records"] == 1
+    assert results["shapes/caption"].counts["examples"] == 11
+    report = json.loads((tmp_path / "shapes" / "bad_samples.json").read_text())
+    assert [e["path"] for e in report["skipped"]] == ["images/3.png"]
+    assert any("skipped 1 bad records" in m for m in messages)

@@ -1,0 +1,154 @@
+"""Pretokenized examples -> padded model batches.
+
+An example (a row of the pretokenized cache) holds `input_ids, input_modality, input_row, input_col`
+and `target_ids, target_modality, target_row, target_col` (target ends with <eos>), and optionally
+`target_loss` (1 = trained, 0 = ignored, e.g. Pix2Seq noise-box coordinates). The batch holds, all
+[B, L] with L a multiple of `pad_to_multiple`:
+
+    input_ids, input_modality, input_position, input_row, input_col      LongTensor
+    input_mask                                                           BoolTensor, True = real token
+    decoder_input_ids = <bos> + target[:-1], decoder_modality, decoder_position,
+    decoder_row, decoder_col                                             LongTensor
+    decoder_mask                                                         BoolTensor
+    targets = target ids, -100 on padding and on ignored tokens          LongTensor
+
+Padding uses <pad> (id 0), modality 0, position 0 and row/col -1 (the "not a grid token" value).
+
+Packing (`pack=True`) puts several short examples into one row, first-fit in batch order, as long as
+both the input and the target part fit `max_input_len` / `max_target_len`. Positions restart at 0 for
+every example and `input_segment_ids` / `decoder_segment_ids` ([B, L], 1..k per row, 0 on padding) tell
+the model which tokens may attend to each other (block-diagonal attention; without it, packed examples
+would see each other). A packed batch has fewer rows than the list of examples it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+TEXT_MODALITY = 0  # MODALITIES.index("text"): the decoder's leading <bos> is a text-modality token
+INPUT_FIELDS = ("ids", "modality", "row", "col")
+
+
+@dataclass
+class CollatorConfig:
+    pad_to_multiple: int = 8
+    max_input_len: int | None = None  # None = no limit (longer examples raise; the pretokenizer filters)
+    max_target_len: int | None = None
+    pack: bool = False
+
+
+class Collator:
+    """Callable turning a list of examples into a batch dict (see module docstring)."""
+
+    def __init__(self, bos_id: int, pad_id: int = 0, config: CollatorConfig | None = None) -> None:
+        self.bos_id = bos_id
+        self.pad_id = pad_id
+        self.config = config or CollatorConfig()
+        if self.config.pad_to_multiple < 1:
+            raise ValueError(f"collator: pad_to_multiple must be >= 1, got {self.config.pad_to_multiple}")
+        if self.config.pack and (self.config.max_input_len is None or self.config.max_target_len is None):
+            raise ValueError("collator: pack=True needs max_input_len and max_target_len")
+
+    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        if not examples:
+            raise ValueError("collator: empty list of examples")
+        items = [self._prepare(ex, i) for i, ex in enumerate(examples)]
+        rows = self._pack(items) if self.config.pack else [[item] for item in items]
+        return self._pad(rows)
+
+    # ----------------------------------------------------------------------------- steps
+    def _prepare(self, example: Mapping[str, Any], index: int) -> dict[str, np.ndarray]:
+        """One example as int64 arrays: encoder side, decoder inputs (shifted) and loss targets."""
+        try:
+            enc = {f: np.asarray(example[f"input_{f}"], dtype=np.int64) for f in INPUT_FIELDS}
+            tgt = {f: np.asarray(example[f"target_{f}"], dtype=np.int64) for f in INPUT_FIELDS}
+        except KeyError as err:
+            raise KeyError(
+                f"collator: example {index} has no field {err}; it has {sorted(example)}"
+            ) from None
+        n_in, n_tgt = len(enc["ids"]), len(tgt["ids"])
+        if n_in == 0 or n_tgt == 0:
+            raise ValueError(f"collator: example {index} has an empty input or target")
+        for side, n, limit in (
+            ("input", n_in, self.config.max_input_len),
+            ("target", n_tgt, self.config.max_target_len),
+        ):
+            if limit is not None and n > limit:
+                raise ValueError(
+                    f"collator: example {index} has {n} {side} tokens > max_{side}_len={limit}; "
+                    "pretokenize with the same limits (it drops and reports longer examples)"
+                )
+        loss = np.asarray(example.get("target_loss", np.ones(n_tgt)), dtype=np.int64)
+        targets = np.where(loss > 0, tgt["ids"], IGNORE_INDEX)
+        shift = lambda values, first: np.concatenate([[first], values[:-1]])  # noqa: E731
+        return {
+            "input_ids": enc["ids"],
+            "input_modality": enc["modality"],
+            "input_row": enc["row"],
+            "input_col": enc["col"],
+            "decoder_input_ids": shift(tgt["ids"], self.bos_id),
+            "decoder_modality": shift(tgt["modality"], TEXT_MODALITY),
+            "decoder_row": shift(tgt["row"], -1),
+            "decoder_col": shift(tgt["col"], -1),
+            "targets": targets,
+        }
+
+    def _pack(self, items: list[dict[str, np.ndarray]]) -> list[list[dict[str, np.ndarray]]]:
+        """First-fit: each example goes into the first row where both of its parts still fit."""
+        max_in, max_tgt = self.config.max_input_len, self.config.max_target_len
+        rows: list[list[dict[str, np.ndarray]]] = []
+        used: list[tuple[int, int]] = []
+        for item in items:
+            n_in, n_tgt = len(item["input_ids"]), len(item["targets"])
+            for r, (u_in, u_tgt) in enumerate(used):
+                if u_in + n_in <= max_in and u_tgt + n_tgt <= max_tgt:
+                    rows[r].append(item)
+                    used[r] = (u_in + n_in, u_tgt + n_tgt)
+                    break
+            else:
+                rows.append([item])
+                used.append((n_in, n_tgt))
+        return rows
+
+    def _pad(self, rows: list[list[dict[str, np.ndarray]]]) -> dict[str, torch.Tensor]:
+        m = self.config.pad_to_multiple
+        len_in = max(sum(len(it["input_ids"]) for it in row) for row in rows)
+        len_dec = max(sum(len(it["targets"]) for it in row) for row in rows)
+        len_in, len_dec = -(-len_in // m) * m, -(-len_dec // m) * m
+        b = len(rows)
+        pads = {
+            "input_ids": self.pad_id, "input_modality": 0, "input_row": -1, "input_col": -1,
+            "decoder_input_ids": self.pad_id, "decoder_modality": 0, "decoder_row": -1, "decoder_col": -1,
+            "targets": IGNORE_INDEX,
+        }  # fmt: skip
+        out = {
+            k: np.full((b, len_in if k.startswith("input") else len_dec), v, dtype=np.int64)
+            for k, v in pads.items()
+        }
+        for side, length in (("input", len_in), ("decoder", len_dec)):
+            out[f"{side}_position"] = np.zeros((b, length), dtype=np.int64)
+            out[f"{side}_segment_ids"] = np.zeros((b, length), dtype=np.int64)
+        for r, row in enumerate(rows):
+            start_in = start_dec = 0
+            for s, item in enumerate(row, start=1):
+                n_in, n_dec = len(item["input_ids"]), len(item["targets"])
+                for key, value in item.items():
+                    start = start_in if key.startswith("input") else start_dec
+                    out[key][r, start : start + len(value)] = value
+                out["input_position"][r, start_in : start_in + n_in] = np.arange(n_in)
+                out["decoder_position"][r, start_dec : start_dec + n_dec] = np.arange(n_dec)
+                out["input_segment_ids"][r, start_in : start_in + n_in] = s
+                out["decoder_segment_ids"][r, start_dec : start_dec + n_dec] = s
+                start_in, start_dec = start_in + n_in, start_dec + n_dec
+        batch = {k: torch.from_numpy(v) for k, v in out.items()}
+        batch["input_mask"] = batch["input_segment_ids"] > 0
+        batch["decoder_mask"] = batch["decoder_segment_ids"] > 0
+        if not self.config.pack:
+            del batch["input_segment_ids"], batch["decoder_segment_ids"]
+        return batch

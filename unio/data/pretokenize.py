@@ -1,0 +1,406 @@
+"""Pretokenization: records -> task examples -> token ids, written once into a `datasets` (Arrow) cache.
+
+VQ encoders run here, never in the training loop. Layout of the cache (`cache_dir`):
+
+    {cache_dir}/{dataset}/{task}/manifest.json      fingerprints, build options, counts, complete flag
+    {cache_dir}/{dataset}/{task}/shard-00000/       a `datasets.Dataset.save_to_disk` directory
+    {cache_dir}/{dataset}/{task}/shard-00001/       ...
+    {cache_dir}/{dataset}/bad_samples.json          records skipped under on_bad_sample=skip
+
+A shard holds the examples of `shard_size` consecutive records. Work runs shard by shard (in
+`num_proc` forked processes); every shard directory is written under a temporary name and renamed
+when complete, so an interrupted run resumes where it stopped and never reads half a shard.
+
+The manifest is keyed by the fingerprints of the vocabulary and of every tokenizer the task uses, plus
+a hash of the build options (task fields, source config, seed, shard size, length limits). A cache
+whose key differs is rebuilt (`on_mismatch: rebuild`) or refused with a message saying what changed
+(`refuse`); it is never used silently. Loading (`load_pretokenized`) checks the same key.
+
+Nothing is dropped without a count: per task the manifest records examples written, records the task
+does not apply to (e.g. no captions), examples over the length limits and bad records the source
+skipped (`on_bad_sample: skip`); those are listed one by one in bad_samples.json and summarised at
+the end of the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import random
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from tqdm.auto import tqdm
+
+from unio.atomic import atomic_write_text
+from unio.data.bad_samples import BadSampleReport
+from unio.tasks import Task, Tokenizers, encode_example, make_task
+from unio.tasks.bundle import TokenizersConfig
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+MISMATCH_POLICIES = ("rebuild", "refuse")
+
+FEATURES = datasets.Features(
+    {
+        "input_ids": datasets.Sequence(datasets.Value("int32")),
+        "input_modality": datasets.Sequence(datasets.Value("int8")),
+        "input_row": datasets.Sequence(datasets.Value("int16")),
+        "input_col": datasets.Sequence(datasets.Value("int16")),
+        "target_ids": datasets.Sequence(datasets.Value("int32")),
+        "target_modality": datasets.Sequence(datasets.Value("int8")),
+        "target_row": datasets.Sequence(datasets.Value("int16")),
+        "target_col": datasets.Sequence(datasets.Value("int16")),
+        "target_loss": datasets.Sequence(datasets.Value("int8")),
+        "task": datasets.Value("string"),
+        "record_id": datasets.Value("string"),
+        "meta": datasets.Value("string"),  # JSON: what the task's parser and metric need
+    }
+)
+
+
+@dataclass
+class DatasetEntry:
+    """One data source and the tasks built from it (a file in conf/data/)."""
+
+    source: dict[str, Any] = field(default_factory=dict)  # `kind` + that source's fields (docs/data.md)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task name -> options (make_task)
+    train: bool = True  # training prompts and random choices; False = the canonical eval prompt
+    repeats: int = 1  # examples per record and task (different prompts / captions / objects)
+    limit: int | None = None  # use only the first `limit` records
+
+
+@dataclass
+class PretokenizeConfig:
+    cache_dir: str = "cache/pretokenized"
+    data_root: str = "../shared/data"  # conf/data files write paths as ${data_root}/...
+    data: dict[str, DatasetEntry] = field(default_factory=dict)
+    tokenizers: TokenizersConfig = field(default_factory=TokenizersConfig)
+    num_proc: int = 1
+    shard_size: int = 256
+    max_input_len: int = 512
+    max_target_len: int = 512
+    seed: int = 0
+    on_bad_sample: str = "raise"  # default for sources that do not set their own
+    on_mismatch: str = "rebuild"  # rebuild | refuse: what to do with a cache built with other tokenizers
+
+
+@dataclass
+class CacheResult:
+    path: Path
+    status: str  # hit | built | resumed | rebuilt
+    counts: dict[str, int]
+
+
+# --------------------------------------------------------------------------------------- keys
+def _hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cache_key(task: Task, tok: Tokenizers, entry: DatasetEntry, cfg: PretokenizeConfig) -> dict[str, Any]:
+    """What a cache depends on. Two builds with equal keys produce identical shards."""
+    options = {
+        "task": {"class": type(task).__name__, **asdict(task)},
+        "source": entry.source,
+        "train": entry.train,
+        "repeats": entry.repeats,
+        "limit": entry.limit,
+        "seed": cfg.seed,
+        "shard_size": cfg.shard_size,
+        "max_input_len": cfg.max_input_len,
+        "max_target_len": cfg.max_target_len,
+    }
+    return {
+        "format_version": FORMAT_VERSION,
+        "fingerprints": tok.fingerprints(task.uses),
+        "options": _hash(options),
+    }
+
+
+def _describe_mismatch(found: dict[str, Any], expected: dict[str, Any]) -> str:
+    if found.get("format_version") != expected["format_version"]:
+        return f"cache format {found.get('format_version')} != {expected['format_version']}"
+    changed = [
+        f"{name} tokenizer {found.get('fingerprints', {}).get(name)} -> {fp}"
+        for name, fp in expected["fingerprints"].items()
+        if found.get("fingerprints", {}).get(name) != fp
+    ]
+    if found.get("options") != expected["options"]:
+        changed.append("build options (task fields, source, seed, shard size or length limits)")
+    return "; ".join(changed)
+
+
+def read_manifest(task_dir: Path) -> dict[str, Any] | None:
+    path = task_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: corrupt manifest ({err}); delete {task_dir} to rebuild") from None
+
+
+# --------------------------------------------------------------------------------------- building
+# Set in the parent before forking workers, so they inherit tokenizers and sources without pickling.
+_STATE: dict[str, Any] = {}
+
+
+def _example_rng(seed: int, dataset: str, task: str, index: int, repeat: int) -> random.Random:
+    return random.Random(f"{seed}/{dataset}/{task}/{index}/{repeat}")
+
+
+def _build_shard(dataset: str, shard: int, task_names: list[str]) -> dict[str, Any]:
+    """Build and write one shard of every task in `task_names`; returns the counts per task."""
+    cfg: PretokenizeConfig = _STATE["cfg"]
+    tok: Tokenizers = _STATE["tok"]
+    source = _STATE["sources"][dataset]
+    entry: DatasetEntry = cfg.data[dataset]
+    tasks: dict[str, Task] = {name: _STATE["tasks"][dataset][name] for name in task_names}
+    total = len(source) if entry.limit is None else min(entry.limit, len(source))
+    indices = range(shard * cfg.shard_size, min((shard + 1) * cfg.shard_size, total))
+    source.bad_samples = BadSampleReport(source.bad_samples.name)
+    records = [(i, r) for i in indices if (r := source.get(i)) is not None]
+    uses = {u for task in tasks.values() for u in task.uses}
+    if "image" in uses:
+        with_image = [r for _, r in records if r.image is not None]
+        for record, codes in zip(with_image, tok.encode_images([r.image for r in with_image])):
+            record.meta["image_codes"] = codes
+    if "mask" in uses:
+        masks = [(r, i, o.mask) for _, r in records for i, o in enumerate(r.objects) if o.mask is not None]
+        for record, _, _ in masks:
+            record.meta["mask_codes"] = [None] * len(record.objects)
+        for (record, i, _), codes in zip(masks, tok.encode_masks([m for _, _, m in masks])):
+            record.meta["mask_codes"][i] = codes
+    if "audio" in uses:
+        for _, record in records:
+            if record.audio is not None:
+                record.meta["audio_codes"] = tok.encode_audio(record.audio, record.sample_rate)
+    counts = {}
+    for name, task in tasks.items():
+        rows: dict[str, list] = {key: [] for key in FEATURES}
+        n = {"examples": 0, "not_applicable": 0, "too_long": 0, "records": len(records)}
+        n["bad_records"] = len(indices) - len(records)  # skipped by the source (on_bad_sample=skip)
+        for index, record in records:
+            for repeat in range(entry.repeats):
+                example = task.build(
+                    record, _example_rng(cfg.seed, dataset, name, index, repeat), tok, entry.train
+                )
+                if example is None:
+                    n["not_applicable"] += 1
+                    continue
+                enc = encode_example(example, tok)
+                if len(enc.input) > cfg.max_input_len or len(enc.target) > cfg.max_target_len:
+                    n["too_long"] += 1
+                    continue
+                for side, seq in (("input", enc.input), ("target", enc.target)):
+                    for key in ("ids", "modality", "row", "col"):
+                        rows[f"{side}_{key}"].append(getattr(seq, key).tolist())
+                rows["target_loss"].append(enc.target_loss.tolist())
+                rows["task"].append(name)
+                rows["record_id"].append(record.id)
+                rows["meta"].append(json.dumps(example.meta))
+                n["examples"] += 1
+        _write_shard(Path(cfg.cache_dir) / dataset / name, shard, rows, n, source.bad_samples.to_dict())
+        counts[name] = n
+    return {"dataset": dataset, "counts": counts}
+
+
+def shard_name(shard: int) -> str:
+    return f"shard-{shard:05d}"
+
+
+def _write_shard(
+    task_dir: Path, shard: int, rows: dict[str, list], counts: dict[str, int], skipped: dict[str, Any]
+) -> None:
+    """Write the shard under a temporary name, then rename: a shard directory is always complete."""
+    final = task_dir / shard_name(shard)
+    tmp = task_dir / f".{shard_name(shard)}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    datasets.Dataset.from_dict(rows, features=FEATURES).save_to_disk(str(tmp))
+    (tmp / "counts.json").write_text(json.dumps(counts))
+    (tmp / "skipped.json").write_text(json.dumps(skipped))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # num_proc processes share the cores
+    datasets.disable_progress_bars()
+
+
+def pretokenize(
+    cfg: PretokenizeConfig,
+    tok: Tokenizers | None = None,
+    sources: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> dict[str, CacheResult]:
+    """Build (or reuse) the cache of every (dataset, task) in `cfg.data`. Returns one result per
+    "{dataset}/{task}". `tok` and `sources` (dataset name -> `Source`) default to building them from
+    the config; pass them to pretokenize objects built in code."""
+    if cfg.on_mismatch not in MISMATCH_POLICIES:
+        raise ValueError(
+            f"pretokenize: on_mismatch must be one of {MISMATCH_POLICIES}, got {cfg.on_mismatch!r}"
+        )
+    if not cfg.data:
+        raise ValueError("pretokenize: no datasets configured (set `data`, e.g. data=shapes)")
+    tok = tok or Tokenizers.from_config(cfg.tokenizers)
+    cache = Path(cfg.cache_dir)
+    results: dict[str, CacheResult] = {}
+    jobs: list[tuple[str, int, list[str]]] = []
+    state: dict[str, Any] = {"cfg": cfg, "tok": tok, "sources": {}, "tasks": {}}
+    reports: dict[str, BadSampleReport] = {}
+    for dataset, entry in cfg.data.items():
+        tasks = {name: make_task(name, **(options or {})) for name, options in entry.tasks.items()}
+        for task in tasks.values():
+            task.check(tok)
+        pending: dict[str, list[int]] = {}
+        source = None
+        for name, task in tasks.items():
+            task_dir = cache / dataset / name
+            key = cache_key(task, tok, entry, cfg)
+            manifest = read_manifest(task_dir)
+            status = "built"
+            if manifest is not None and {k: manifest.get(k) for k in key} != key:
+                reason = _describe_mismatch(manifest, key)
+                if cfg.on_mismatch == "refuse":
+                    raise ValueError(
+                        f"{task_dir} was built with other tokenizers or options ({reason}); delete it, point "
+                        "cache_dir elsewhere, or run with on_mismatch=rebuild"
+                    )
+                log(f"{dataset}/{name}: cache built with other tokenizers or options ({reason}); rebuilding")
+                shutil.rmtree(task_dir)
+                manifest, status = None, "rebuilt"
+            if manifest is not None and manifest.get("complete"):
+                results[f"{dataset}/{name}"] = CacheResult(task_dir, "hit", manifest["counts"])
+                continue
+            if source is None:
+                given = (sources or {}).get(dataset)
+                source = given if given is not None else _build_source(entry, cfg)
+            total = len(source) if entry.limit is None else min(entry.limit, len(source))
+            num_shards = max(1, -(-total // cfg.shard_size))
+            missing = [s for s in range(num_shards) if not (task_dir / shard_name(s)).is_dir()]
+            if manifest is not None and len(missing) < num_shards:
+                status = "resumed"
+            task_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(
+                task_dir / MANIFEST, json.dumps({**key, "complete": False, "num_shards": num_shards})
+            )
+            results[f"{dataset}/{name}"] = CacheResult(task_dir, status, {})
+            for s in missing:
+                pending.setdefault(s, []).append(name)
+        if source is not None:
+            state["sources"][dataset] = source
+            state["tasks"][dataset] = tasks
+            reports[dataset] = source.bad_samples  # records dropped while indexing; shards add the rest
+            jobs += [(dataset, s, names) for s, names in sorted(pending.items())]
+    _run_jobs(jobs, state, cfg.num_proc, progress)
+    for name, result in results.items():
+        if result.status != "hit":
+            result.counts = _finish(result.path, reports[name.split("/")[0]])
+            log(f"{name}: {result.status} {result.path} {result.counts}")
+        else:
+            log(f"{name}: cache hit {result.path} {result.counts}")
+    for dataset, report in reports.items():
+        report.write_json(cache / dataset / "bad_samples.json")
+        if len(report):
+            log(report.summary())
+    return results
+
+
+def _build_source(entry: DatasetEntry, cfg: PretokenizeConfig) -> Any:
+    from unio.data.sources import build_source
+
+    return build_source({"on_bad_sample": cfg.on_bad_sample, **entry.source})
+
+
+def _run_jobs(
+    jobs: list[tuple[str, int, list[str]]], state: dict[str, Any], num_proc: int, progress: bool
+) -> None:
+    if not jobs:
+        return
+    _STATE.clear()
+    _STATE.update(state)
+    bar = tqdm(total=len(jobs), unit="shard", desc="pretokenize", disable=not progress)
+    bars_were_enabled = not datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # one bar for the whole build, not one per shard write
+    try:
+        if num_proc <= 1:
+            for job in jobs:
+                _build_shard(*job)
+                bar.update(1)
+        else:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(num_proc, mp_context=context, initializer=_worker_init) as pool:
+                for _ in pool.map(_build_shard, *zip(*jobs)):
+                    bar.update(1)
+    finally:
+        bar.close()
+        _STATE.clear()
+        if bars_were_enabled:
+            datasets.enable_progress_bars()
+
+
+def _finish(task_dir: Path, report: BadSampleReport) -> dict[str, int]:
+    """Sum the shard counts, collect the records the source skipped, mark the manifest complete."""
+    manifest = read_manifest(task_dir)
+    totals: dict[str, int] = {}
+    for s in range(manifest["num_shards"]):
+        counts = json.loads((task_dir / shard_name(s) / "counts.json").read_text())
+        for key, value in counts.items():
+            totals[key] = totals.get(key, 0) + value
+        report.merge(
+            BadSampleReport.from_dict(json.loads((task_dir / shard_name(s) / "skipped.json").read_text()))
+        )
+    manifest.update(complete=True, counts=totals, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    atomic_write_text(task_dir / MANIFEST, json.dumps(manifest, indent=1))
+    return totals
+
+
+# --------------------------------------------------------------------------------------- loading
+def load_task_cache(
+    task_dir: str | Path, tok: Tokenizers, uses: tuple[str, ...] | None = None
+) -> datasets.Dataset:
+    """The examples of one complete (dataset, task) cache, after checking it was built with `tok`."""
+    task_dir = Path(task_dir)
+    manifest = read_manifest(task_dir)
+    if manifest is None:
+        raise FileNotFoundError(
+            f"no pretokenized cache at {task_dir} (missing {MANIFEST}); run unio-pretokenize"
+        )
+    if not manifest.get("complete"):
+        raise ValueError(
+            f"{task_dir}: the cache is incomplete (interrupted build); rerun unio-pretokenize to finish it"
+        )
+    # Without `uses`, check every tokenizer the cache was built with.
+    expected = tok.fingerprints(tuple(uses) if uses is not None else tuple(manifest["fingerprints"]))
+    if manifest["fingerprints"] != expected:
+        found = manifest["fingerprints"]
+        changed = [
+            f"{k}: cache {found.get(k)} vs current {v}" for k, v in expected.items() if found.get(k) != v
+        ]
+        raise ValueError(
+            f"{task_dir} was built with other tokenizers ({'; '.join(changed)}); rebuild it with unio-pretokenize"
+        )
+    shards = [datasets.load_from_disk(str(task_dir / shard_name(s))) for s in range(manifest["num_shards"])]
+    return datasets.concatenate_datasets(shards) if len(shards) > 1 else shards[0]
+
+
+def load_pretokenized(
+    cache_dir: str | Path, data: dict[str, DatasetEntry], tok: Tokenizers
+) -> dict[str, datasets.Dataset]:
+    """Every (dataset, task) of `data` as a component for `Mixture`: name "{dataset}/{task}"."""
+    out = {}
+    for dataset, entry in data.items():
+        for name, options in entry.tasks.items():
+            task = make_task(name, **(options or {}))
+            out[f"{dataset}/{name}"] = load_task_cache(Path(cache_dir) / dataset / name, tok, task.uses)
+    return out

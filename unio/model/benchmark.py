@@ -1,0 +1,303 @@
+"""Speed benchmark: unio's transformer against Hugging Face T5 at matched size, in one process.
+
+Both models get the same width, depth, heads, head size, FFN (gated, 3 matrices: SwiGLU vs T5 v1.1
+gated-GELU), tied embeddings, no dropout, the same vocabulary size and the same random inputs.
+Measurements alternate unio / HF call by call and report medians, so load from other processes on
+a shared machine hits both sides alike. Reported:
+
+- train step (forward + backward + AdamW) tokens/s, tokens = batch * (input + target);
+- greedy decoding tokens/s (HF: ``generate`` with its KV cache) at batch 1 and batch 16;
+- grammar-constrained decoding time vs unconstrained (same tokens, same annotator);
+- peak memory allocated during a train step (torch profiler memory events) plus parameter and
+  optimiser state;
+- achieved training FLOP/s (analytic matmul FLOPs, `ModelConfig.forward_flops`) as a fraction of
+  this machine's measured fp32 matmul FLOP/s.
+
+Needs the ``bench`` extra (transformers). Run: ``python scripts/bench_model.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from unio.grammar import grid
+from unio.model.generate import GenerationConfig, generate
+from unio.model.transformer import ModelConfig, UnifiedTransformer
+from unio.sequence import Annotator, SequenceCodec
+from unio.tokenizers.builtin_text import builtin_corpus
+from unio.tokenizers.text import TextTokenizer, TextTokenizerConfig
+from unio.vocab import Vocabulary
+
+
+@dataclass
+class BenchConfig:
+    d_model: int = 256
+    n_layers: int = 4  # encoder and decoder each
+    n_heads: int = 4
+    d_ff: int = 1024
+    text_size: int = 8860  # with the default other segments: vocabulary size 12288 ("12k")
+    batch_size: int = 8
+    input_len: int = 320
+    target_len: int = 64
+    train_repeats: int = 9
+    decode_tokens: int = 256
+    decode_input_len: int = 64
+    decode_repeats: int = 5
+    constrained_grid: tuple[int, int] = (11, 23)  # 253 codes + <image> </image> <eos> = 256 tokens
+    peak_matmul_size: int = 2048  # square fp32 matmul measuring the machine's peak FLOP/s
+    threads: int = 0  # 0: torch default
+    seed: int = 0
+
+
+def _median_pairs(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median wall time of each callable, calls interleaved (a, b, a, b, ...)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(warmup + repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def matmul_peak_flops(size: int = 2048, repeats: int = 8) -> float:
+    """Best observed fp32 matmul FLOP/s (the denominator of MFU on this machine)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * size**3 / (time.perf_counter() - start))
+    return best
+
+
+def peak_step_memory(step: Callable[[], object]) -> int:
+    """Peak bytes allocated during one call, from the profiler's allocation events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    current = peak = 0
+    for event in events:
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak
+
+
+def _state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    state = sum(
+        t.numel() * t.element_size()
+        for s in optimizer.state.values()
+        for t in s.values()
+        if isinstance(t, torch.Tensor)
+    )
+    return params + state
+
+
+def build_models(cfg: BenchConfig, vocab_size: int):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(cfg.seed)
+    unio_cfg = ModelConfig(
+        vocab_size=vocab_size,
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        n_encoder_layers=cfg.n_layers,
+        n_decoder_layers=cfg.n_layers,
+        d_ff=cfg.d_ff,
+    )
+    hf_cfg = T5Config(
+        vocab_size=vocab_size,
+        d_model=cfg.d_model,
+        d_kv=cfg.d_model // cfg.n_heads,
+        d_ff=cfg.d_ff,
+        num_layers=cfg.n_layers,
+        num_decoder_layers=cfg.n_layers,
+        num_heads=cfg.n_heads,
+        feed_forward_proj="gated-gelu",
+        dropout_rate=0.0,
+        tie_word_embeddings=True,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    return UnifiedTransformer(unio_cfg), T5ForConditionalGeneration(hf_cfg)
+
+
+def _unio_inputs(ids: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
+    B, L = ids.shape
+    full = lambda v: torch.full((B, L), v, dtype=torch.long)  # noqa: E731
+    out = {
+        f"{prefix}_ids" if prefix == "input" else "decoder_input_ids": ids,
+        f"{prefix}_modality": full(0),
+        f"{prefix}_position": torch.arange(L).expand(B, L),
+        f"{prefix}_row": full(-1),
+        f"{prefix}_col": full(-1),
+    }
+    if prefix == "input":
+        out["input_mask"] = torch.ones(B, L, dtype=torch.bool)
+    return out
+
+
+def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, float]:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    vocab = Vocabulary.default(text_size=cfg.text_size)
+    unio_model, hf_model = build_models(cfg, vocab.size)
+    V, B, L, T = vocab.size, cfg.batch_size, cfg.input_len, cfg.target_len
+    gen = torch.Generator().manual_seed(cfg.seed)
+    text_lo = vocab.offset("text")
+    x = torch.randint(text_lo, text_lo + cfg.text_size, (B, L), generator=gen)
+    y = torch.randint(text_lo, text_lo + cfg.text_size, (B, T), generator=gen)
+    decoder_in = torch.cat([torch.full((B, 1), vocab.bos_id), y[:, :-1]], dim=1)
+    batch = {**_unio_inputs(x, "input"), **_unio_inputs(decoder_in, "decoder")}
+    hf_mask = torch.ones(B, L, dtype=torch.long)
+    log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, vocabulary {V}")
+    log(
+        f"parameters: unio {unio_model.num_parameters() / 1e6:.2f}M "
+        f"(analytic {unio_model.config.num_parameters() / 1e6:.2f}M), "
+        f"HF T5 {sum(p.numel() for p in hf_model.parameters()) / 1e6:.2f}M"
+    )
+
+    # ------------------------------------------------------------------ training step
+    unio_opt = torch.optim.AdamW(unio_model.parameters(), lr=1e-4)
+    hf_opt = torch.optim.AdamW(hf_model.parameters(), lr=1e-4)
+    unio_model.train()
+    hf_model.train()
+
+    def unio_step() -> None:
+        logits = unio_model(**batch)
+        F.cross_entropy(logits.view(-1, V), y.view(-1)).backward()
+        unio_opt.step()
+        unio_opt.zero_grad(set_to_none=True)
+
+    def hf_step() -> None:
+        # decoder_input_ids given explicitly: both models see the same shifted targets.
+        out = hf_model(input_ids=x, attention_mask=hf_mask, decoder_input_ids=decoder_in, labels=y)
+        out.loss.backward()
+        hf_opt.step()
+        hf_opt.zero_grad(set_to_none=True)
+
+    peak_before = matmul_peak_flops(cfg.peak_matmul_size)
+    train = _median_pairs({"unio": unio_step, "hf": hf_step}, cfg.train_repeats, warmup=2)
+    peak = max(peak_before, matmul_peak_flops(cfg.peak_matmul_size))
+    tokens = B * (L + T)
+    flops = 3 * unio_model.config.forward_flops(L, T) * B
+    memory = {"unio": peak_step_memory(unio_step), "hf": peak_step_memory(hf_step)}
+    state = {"unio": _state_bytes(unio_model, unio_opt), "hf": _state_bytes(hf_model, hf_opt)}
+
+    # ------------------------------------------------------------------ greedy decoding
+    unio_model.eval()
+    hf_model.eval()
+    hf_model.generation_config.eos_token_id = None  # always decode the full length, like unio below
+    hf_model.generation_config.pad_token_id = 0
+    decode: dict[int, dict[str, float]] = {}
+    for db in (1, 16):
+        ids = torch.randint(text_lo, text_lo + cfg.text_size, (db, cfg.decode_input_len), generator=gen)
+        enc = _unio_inputs(ids, "input")
+        gcfg = GenerationConfig(max_new_tokens=cfg.decode_tokens, stop_at_eos=False)
+
+        def unio_decode(enc=enc, gcfg=gcfg) -> None:
+            out = generate(unio_model, enc, vocab, gcfg)
+            assert out.tokens.shape[1] == cfg.decode_tokens
+
+        def hf_decode(ids=ids) -> None:
+            with torch.inference_mode():
+                out = hf_model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=cfg.decode_tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    use_cache=True,
+                )
+            assert out.shape[1] == cfg.decode_tokens + 1  # + decoder start token
+
+        decode[db] = _median_pairs({"unio": unio_decode, "hf": hf_decode}, cfg.decode_repeats)
+
+    # ------------------------------------------------------------------ constrained decoding
+    text_tok = TextTokenizer.train(builtin_corpus(), TextTokenizerConfig(vocab_size=1000))
+    codec = SequenceCodec(vocab, text_tok, {"image": tuple(cfg.constrained_grid)})
+    grammar = grid(codec, "image")
+    steps = grammar.compiled.min_length()
+    constrained: dict[int, dict[str, float]] = {}
+    for db in (1, 16):
+        ids = torch.randint(text_lo, text_lo + cfg.text_size, (db, cfg.decode_input_len), generator=gen)
+        enc = _unio_inputs(ids, "input")
+
+        def free(enc=enc) -> None:
+            g = GenerationConfig(max_new_tokens=steps, stop_at_eos=False)
+            generate(unio_model, enc, vocab, g, annotator_factory=lambda: Annotator(codec))
+
+        def constrained_run(enc=enc) -> None:
+            g = GenerationConfig(max_new_tokens=steps)
+            out = generate(
+                unio_model, enc, vocab, g, annotator_factory=lambda: Annotator(codec), grammar=grammar
+            )
+            assert out.tokens.shape[1] == steps and all(codec.decode(r).ok for r in out.tokens)
+
+        constrained[db] = _median_pairs({"free": free, "grammar": constrained_run}, cfg.decode_repeats)
+
+    # ------------------------------------------------------------------ report
+    result = {
+        "train_speedup_vs_hf": train["hf"] / train["unio"],
+        "decode_speedup_vs_hf": decode[1]["hf"] / decode[1]["unio"],
+        "decode_batch16_speedup_vs_hf": decode[16]["hf"] / decode[16]["unio"],
+        "constrained_overhead": max(c["grammar"] / c["free"] - 1 for c in constrained.values()),
+        "train_flops_fraction_of_matmul_peak": flops / train["unio"] / peak,
+        "hf_train_flops_fraction_of_matmul_peak": flops / train["hf"] / peak,
+        "matmul_peak_gflops": peak / 1e9,
+        "train_tokens_per_s_unio": tokens / train["unio"],
+        "train_tokens_per_s_hf": tokens / train["hf"],
+        "decode_tokens_per_s_unio_b1": cfg.decode_tokens / decode[1]["unio"],
+        "decode_tokens_per_s_hf_b1": cfg.decode_tokens / decode[1]["hf"],
+        "decode_tokens_per_s_unio_b16": 16 * cfg.decode_tokens / decode[16]["unio"],
+        "decode_tokens_per_s_hf_b16": 16 * cfg.decode_tokens / decode[16]["hf"],
+        "train_peak_mib_unio": memory["unio"] / 2**20,
+        "train_peak_mib_hf": memory["hf"] / 2**20,
+        "state_mib_unio": state["unio"] / 2**20,
+        "state_mib_hf": state["hf"] / 2**20,
+    }
+    rows = [
+        ("train step tokens/s", result["train_tokens_per_s_unio"], result["train_tokens_per_s_hf"]),
+        (
+            "  fraction of matmul peak",
+            result["train_flops_fraction_of_matmul_peak"],
+            result["hf_train_flops_fraction_of_matmul_peak"],
+        ),
+        (
+            "greedy decode tokens/s, batch 1",
+            result["decode_tokens_per_s_unio_b1"],
+            result["decode_tokens_per_s_hf_b1"],
+        ),
+        (
+            "greedy decode tokens/s, batch 16",
+            result["decode_tokens_per_s_unio_b16"],
+            result["decode_tokens_per_s_hf_b16"],
+        ),
+        ("train step peak activations MiB", result["train_peak_mib_unio"], result["train_peak_mib_hf"]),
+        ("params + AdamW state MiB", result["state_mib_unio"], result["state_mib_hf"]),
+    ]
+    log("")
+    log(f"config: {json.dumps(asdict(cfg))}")
+    log(f"matmul peak (fp32, best {cfg.peak_matmul_size}^3 matmul): {peak / 1e9:.1f} GFLOP/s")
+    log(f"{'measurement':<36}{'unio':>12}{'HF T5':>12}{'unio/HF':>10}")
+    for name, u, h in rows:
+        log(f"{name:<36}{u:>12.2f}{h:>12.2f}{u / h:>10.2f}")
+    for db, c in constrained.items():
+        log(
+            f"constrained ({grammar.name}) batch {db}: {c['grammar'] * 1e3:.0f} ms vs free "
+            f"{c['free'] * 1e3:.0f} ms, overhead {100 * (c['grammar'] / c['free'] - 1):+.1f}%"
+        )
+    return result

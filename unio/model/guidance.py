@@ -1,0 +1,65 @@
+"""Classifier-free guidance: the null condition, and condition dropout for training.
+
+Guidance needs the model to know p(target | nothing). During training a fraction
+(`ModelConfig.condition_dropout`) of rows get their encoder input replaced by the *null condition*,
+a single ``null`` token (``<unk>`` by default, which real text never produces since the text
+tokenizer has byte fallback). At generation the conditional rows and as many null-condition rows are
+decoded in one batch and mixed as ``uncond + scale * (cond - uncond)`` (see generate.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from unio.vocab import MODALITIES, Vocabulary
+
+TEXT_MODALITY = MODALITIES.index("text")
+
+
+def null_condition(
+    batch_size: int, vocab: Vocabulary, null_token: str = "<unk>", device: torch.device | str = "cpu"
+) -> dict[str, Tensor]:
+    """Encoder inputs of `batch_size` rows holding only the null token."""
+    shape = (batch_size, 1)
+    long = lambda value: torch.full(shape, value, dtype=torch.long, device=device)  # noqa: E731
+    return {
+        "input_ids": long(vocab.token_id(null_token)),
+        "input_modality": long(TEXT_MODALITY),
+        "input_position": long(0),
+        "input_row": long(-1),
+        "input_col": long(-1),
+        "input_mask": torch.ones(shape, dtype=torch.bool, device=device),
+    }
+
+
+def drop_condition(
+    batch: Mapping[str, Tensor],
+    prob: float,
+    vocab: Vocabulary,
+    null_token: str = "<unk>",
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """Return a copy of `batch` where each row's encoder input is, with probability `prob`, replaced by
+    the null condition (null token first, the rest masked out). Targets are untouched."""
+    if not 0.0 <= prob < 1.0:
+        raise ValueError(f"drop_condition: prob must be in [0, 1), got {prob}")
+    out = dict(batch)
+    ids = batch["input_ids"]
+    if prob == 0.0:
+        return out
+    drop = torch.rand(ids.shape[0], generator=generator, device="cpu").to(ids.device) < prob
+    if not bool(drop.any()):
+        return out
+    first = torch.zeros_like(ids, dtype=torch.bool)
+    first[:, 0] = True
+    rows = drop[:, None]
+    out["input_ids"] = torch.where(rows, torch.where(first, vocab.token_id(null_token), vocab.pad_id), ids)
+    out["input_modality"] = torch.where(rows, TEXT_MODALITY, batch["input_modality"])
+    out["input_position"] = torch.where(rows, 0, batch["input_position"])
+    out["input_row"] = torch.where(rows, -1, batch["input_row"])
+    out["input_col"] = torch.where(rows, -1, batch["input_col"])
+    out["input_mask"] = torch.where(rows, first, batch["input_mask"])
+    return out
