@@ -32,8 +32,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if not plain["eval_after_training"]:
         return {}
     eval_set = build_tokenizer_dataset(data_cfg, result.tokenizer, train=False)
-    report = evaluate_tokenizer(result.tokenizer, eval_set, result.out_dir / "eval", **plain["eval"])
-    report["train_steps"], report["train_minutes"] = result.steps, result.minutes
+    training = {
+        "train_steps": result.steps,
+        "train_minutes": result.minutes,
+        "train_clock": train_cfg.budget_clock,
+    }
+    report = evaluate_tokenizer(
+        result.tokenizer, eval_set, result.out_dir / "eval", **plain["eval"], extra=training
+    )
     print(json.dumps(report, indent=2, sort_keys=True))
     return report
 

@@ -44,38 +44,43 @@ def prompts():
     return ragged_inputs(torch.randint(1, 12, (PROMPTS,), generator=g).tolist(), seed=5)
 
 
-def check_parses(codec, tokens, kinds):
+def check_parses(codec, tokens, kinds, name=""):
     for row in tokens:
         decoded = codec.decode(row)
-        assert decoded.ok and decoded.ended_with_eos, (codec.render(row), decoded.problems)
-        assert all(isinstance(seg, kinds) for seg in decoded.segments), decoded.segments
+        assert decoded.ok and decoded.ended_with_eos, (name, codec.render(row), decoded.problems)
+        assert all(isinstance(seg, kinds) for seg in decoded.segments), (name, decoded.segments)
 
 
 def annotator(codec):
     return lambda: Annotator(codec)
 
 
-@pytest.mark.parametrize("name", sorted(GRAMMARS))
-def test_every_output_parses(codec, model, prompts, name):
-    make, kinds = GRAMMARS[name]
-    grammar = make(codec)
-    # A tight budget for open-ended grammars: outputs must still close their groups and end.
-    # Sampling at a high temperature explores far more of the grammar than greedy decoding.
-    for cfg, rows in (
-        (GenerationConfig(max_new_tokens=16, do_sample=True, temperature=2.0), PROMPTS),
-        (GenerationConfig(max_new_tokens=16), 20),
-    ):
-        out = generate(
-            model,
-            {k: v[:rows] for k, v in prompts.items()},
-            VOCAB,
-            cfg,
-            grammar=grammar,
-            annotator_factory=annotator(codec),
-            generator=torch.Generator().manual_seed(0),
-        )
-        assert out.finished.all()
-        check_parses(codec, out.tokens, kinds)
+@pytest.mark.parametrize("sampled", [True, False], ids=["sampled", "greedy"])
+def test_every_grammar_output_parses(codec, model, prompts, sampled):
+    # All grammars in one batch (one grammar per row): 200 prompts each when sampling at a high
+    # temperature, which explores far more of each grammar than greedy decoding (20 each). The tight
+    # budget forces open-ended grammars to close their groups and end in time.
+    rows = PROMPTS if sampled else 20
+    names = sorted(GRAMMARS)
+    grammars = {name: GRAMMARS[name][0](codec) for name in names}
+    row_names = [name for name in names for _ in range(rows)]
+    inputs = {k: v[:rows].repeat(len(names), *[1] * (v.dim() - 1)) for k, v in prompts.items()}
+    cfg = GenerationConfig(max_new_tokens=14, do_sample=sampled, temperature=2.0)
+    out = generate(
+        model,
+        inputs,
+        VOCAB,
+        cfg,
+        grammar=[grammars[n] for n in row_names],
+        annotator_factory=annotator(codec),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert out.finished.all()
+    for name in names:
+        picked = torch.tensor([n == name for n in row_names])
+        check_parses(codec, out.tokens[picked], GRAMMARS[name][1], name)
+    if sampled:  # random prompts and sampling really produce varied outputs
+        assert len({tuple(r.tolist()) for r in out.tokens[: len(out.tokens) // len(names)]}) > 10
 
 
 def test_beam_search_under_a_grammar(codec, model, prompts):

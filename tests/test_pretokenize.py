@@ -190,3 +190,33 @@ def test_bad_records_raise_or_are_skipped_and_reported(tmp_path, tok):
     report = json.loads((tmp_path / "shapes" / "bad_samples.json").read_text())
     assert [e["path"] for e in report["skipped"]] == ["images/3.png"]
     assert any("skipped 1 bad records" in m for m in messages)
+
+
+def test_transforms_make_one_view_per_repeat_shared_by_the_tasks(tmp_path, tok):
+    flip = [{"name": "horizontal_flip", "p": 1.0}]
+    cfg = config(tmp_path, tasks=("detect", "caption"))
+    cfg.data["shapes"].transforms = flip
+    cfg.data["shapes"].repeats = 2
+    results = run(cfg, tok)
+    assert results["shapes/detect"].counts["examples"] == 24  # 12 records x 2 views
+    row = load_task_cache(results["shapes/detect"].path, tok)[0]
+    meta = json.loads(row["meta"])
+    record = sources()["shapes"][0]
+    w = record.image_size[0]
+    mirrored = sorted(round(w - b[2], 3) for b in (o.box.tolist() for o in record.objects))
+    assert sorted(round(b[0], 3) for b in meta["boxes"]) == mirrored  # ground truth of the flipped view
+    assert meta["affine"][0] == -1.0  # x' = -x + w: how to map predictions back
+
+    cfg.data["shapes"].transforms = [{"name": "flip_vertically"}]
+    with pytest.raises(ValueError, match=r"data.shapes.transforms\[0\]: unknown transform 'flip_vertically'"):
+        run(cfg, tok)
+
+
+def test_crops_that_drop_objects_skip_scene_level_text(tmp_path, tok):
+    crop = [{"name": "random_resized_crop", "size": 32, "scale": [0.1, 0.2], "min_visible": 0.9}]
+    cfg = config(tmp_path, tasks=("detect", "caption"))
+    cfg.data["shapes"].transforms = crop
+    results = run(cfg, tok)
+    caption = results["shapes/caption"].counts
+    assert caption["not_applicable"] > 0  # small crops drop objects: the captions no longer hold
+    assert caption["examples"] + caption["not_applicable"] == 12

@@ -37,7 +37,9 @@ MALFORMED = "malformed annotation"
 class BadSampleError(ValueError):
     """A record that cannot be used as-is. The message names the file, the field and the value."""
 
-    def __init__(self, path: str | Path, field: str, reason: str, detail: str = "", record_id: str = "") -> None:
+    def __init__(
+        self, path: str | Path, field: str, reason: str, detail: str = "", record_id: str = ""
+    ) -> None:
         self.path = str(path)
         self.field = field
         self.reason = reason

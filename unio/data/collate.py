@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from unio.vocab import MODALITIES
+
 IGNORE_INDEX = -100
-TEXT_MODALITY = 0  # MODALITIES.index("text"): the decoder's leading <bos> is a text-modality token
+TEXT_MODALITY = MODALITIES.index("text")  # the decoder's leading <bos> is a text-modality token
 INPUT_FIELDS = ("ids", "modality", "row", "col")
 
 

@@ -30,6 +30,7 @@ import multiprocessing
 import random
 import shutil
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -37,10 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from unio.atomic import atomic_write_text
+from unio.data import transforms as T
 from unio.data.bad_samples import BadSampleReport
 from unio.tasks import Task, Tokenizers, encode_example, make_task
 from unio.tasks.bundle import TokenizersConfig
@@ -67,6 +70,18 @@ FEATURES = datasets.Features(
 )
 
 
+# Transforms a data config can name (unio/data/transforms.py), e.g. {name: horizontal_flip, p: 0.5}.
+TRANSFORMS: dict[str, type] = {
+    "resize_to_square": T.ResizeToSquare,
+    "random_resized_crop": T.RandomResizedCrop,
+    "scale_jitter": T.ScaleJitter,
+    "horizontal_flip": T.HorizontalFlip,
+    "resample": T.Resample,
+    "random_audio_crop": T.RandomAudioCrop,
+    "pad_audio": T.PadAudio,
+}
+
+
 @dataclass
 class DatasetEntry:
     """One data source and the tasks built from it (a file in conf/data/)."""
@@ -74,8 +89,27 @@ class DatasetEntry:
     source: dict[str, Any] = field(default_factory=dict)  # `kind` + that source's fields (docs/data.md)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task name -> options (make_task)
     train: bool = True  # training prompts and random choices; False = the canonical eval prompt
-    repeats: int = 1  # examples per record and task (different prompts / captions / objects)
+    repeats: int = 1  # views per record (each its own augmentation, prompt, caption, object...)
     limit: int | None = None  # use only the first `limit` records
+    # Applied in order to every view before the tasks see it, e.g. [{name: horizontal_flip, p: 0.5}]
+    transforms: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_transforms(specs: list[dict[str, Any]], where: str = "transforms") -> T.Compose | None:
+    """`[{name: ..., **fields}]` -> one composed transform (None for an empty list)."""
+    steps = []
+    for i, spec in enumerate(specs):
+        options = dict(spec)
+        name = options.pop("name", None)
+        if name not in TRANSFORMS:
+            raise ValueError(f"{where}[{i}]: unknown transform {name!r}; known: {sorted(TRANSFORMS)}")
+        try:
+            steps.append(
+                TRANSFORMS[name](**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+            )
+        except TypeError as err:
+            raise ValueError(f"{where}[{i}] ({name}): {err}") from None
+    return T.Compose(steps) if steps else None
 
 
 @dataclass
@@ -113,6 +147,7 @@ def cache_key(task: Task, tok: Tokenizers, entry: DatasetEntry, cfg: Pretokenize
         "train": entry.train,
         "repeats": entry.repeats,
         "limit": entry.limit,
+        "transforms": entry.transforms,
         "seed": cfg.seed,
         "shard_size": cfg.shard_size,
         "max_input_len": cfg.max_input_len,
@@ -168,49 +203,67 @@ def _build_shard(dataset: str, shard: int, task_names: list[str]) -> dict[str, A
     indices = range(shard * cfg.shard_size, min((shard + 1) * cfg.shard_size, total))
     source.bad_samples = BadSampleReport(source.bad_samples.name)
     records = [(i, r) for i in indices if (r := source.get(i)) is not None]
-    uses = {u for task in tasks.values() for u in task.uses}
-    if "image" in uses:
-        with_image = [r for _, r in records if r.image is not None]
-        for record, codes in zip(with_image, tok.encode_images([r.image for r in with_image])):
-            record.meta["image_codes"] = codes
-    if "mask" in uses:
-        masks = [(r, i, o.mask) for _, r in records for i, o in enumerate(r.objects) if o.mask is not None]
-        for record, _, _ in masks:
-            record.meta["mask_codes"] = [None] * len(record.objects)
-        for (record, i, _), codes in zip(masks, tok.encode_masks([m for _, _, m in masks])):
-            record.meta["mask_codes"][i] = codes
-    if "audio" in uses:
-        for _, record in records:
-            if record.audio is not None:
-                record.meta["audio_codes"] = tok.encode_audio(record.audio, record.sample_rate)
+    # Views: (record index, repeat, record after the transforms). Every task sees the same views, so
+    # each view's image, masks and audio are encoded once, in batches.
+    transform = _STATE["transforms"][dataset]
+    views = []
+    for index, record in records:
+        for repeat in range(entry.repeats):
+            view = record  # without transforms the repeats share one view, encoded once
+            if transform is not None:
+                rng = np.random.default_rng([cfg.seed, zlib.crc32(dataset.encode()), index, repeat])
+                view = transform(record, rng)
+                view = view.replace(meta=dict(view.meta))  # its own meta: it holds this view's codes
+            views.append((index, repeat, view))
+    _encode_views([v for _, _, v in views], {u for task in tasks.values() for u in task.uses}, tok)
     counts = {}
     for name, task in tasks.items():
         rows: dict[str, list] = {key: [] for key in FEATURES}
         n = {"examples": 0, "not_applicable": 0, "too_long": 0, "records": len(records)}
         n["bad_records"] = len(indices) - len(records)  # skipped by the source (on_bad_sample=skip)
-        for index, record in records:
-            for repeat in range(entry.repeats):
-                example = task.build(
-                    record, _example_rng(cfg.seed, dataset, name, index, repeat), tok, entry.train
-                )
-                if example is None:
-                    n["not_applicable"] += 1
-                    continue
-                enc = encode_example(example, tok)
-                if len(enc.input) > cfg.max_input_len or len(enc.target) > cfg.max_target_len:
-                    n["too_long"] += 1
-                    continue
-                for side, seq in (("input", enc.input), ("target", enc.target)):
-                    for key in ("ids", "modality", "row", "col"):
-                        rows[f"{side}_{key}"].append(getattr(seq, key).tolist())
-                rows["target_loss"].append(enc.target_loss.tolist())
-                rows["task"].append(name)
-                rows["record_id"].append(record.id)
-                rows["meta"].append(json.dumps(example.meta))
-                n["examples"] += 1
+        for index, repeat, view in views:
+            example = task.build(view, _example_rng(cfg.seed, dataset, name, index, repeat), tok, entry.train)
+            if example is None:
+                n["not_applicable"] += 1
+                continue
+            enc = encode_example(example, tok)
+            if len(enc.input) > cfg.max_input_len or len(enc.target) > cfg.max_target_len:
+                n["too_long"] += 1
+                continue
+            for side, seq in (("input", enc.input), ("target", enc.target)):
+                for key in ("ids", "modality", "row", "col"):
+                    rows[f"{side}_{key}"].append(getattr(seq, key).tolist())
+            rows["target_loss"].append(enc.target_loss.tolist())
+            rows["task"].append(name)
+            rows["record_id"].append(view.id)
+            meta = dict(example.meta)
+            if "affine" in view.meta:  # transformed geometry: how to map back to the original pixels
+                meta["affine"], meta["original_size"] = view.meta["affine"], view.meta.get("original_size")
+            rows["meta"].append(json.dumps(meta))
+            n["examples"] += 1
         _write_shard(Path(cfg.cache_dir) / dataset / name, shard, rows, n, source.bad_samples.to_dict())
         counts[name] = n
     return {"dataset": dataset, "counts": counts}
+
+
+def _encode_views(views: list, uses: set[str], tok: Tokenizers) -> None:
+    """Run the VQ encoders the tasks need over all views in batches; codes go into `view.meta` where
+    `Tokenizers.image_codes` / `mask_codes` / `audio_codes` find them."""
+    unique = list({id(v): v for v in views}.values())
+    if "image" in uses:
+        with_image = [v for v in unique if v.image is not None]
+        for view, codes in zip(with_image, tok.encode_images([v.image for v in with_image])):
+            view.meta["image_codes"] = codes
+    if "mask" in uses:
+        masks = [(v, i, o.mask) for v in unique for i, o in enumerate(v.objects) if o.mask is not None]
+        for view, _, _ in masks:
+            view.meta["mask_codes"] = [None] * len(view.objects)
+        for (view, i, _), codes in zip(masks, tok.encode_masks([m for _, _, m in masks])):
+            view.meta["mask_codes"][i] = codes
+    if "audio" in uses:
+        for view in unique:
+            if view.audio is not None:
+                view.meta["audio_codes"] = tok.encode_audio(view.audio, view.sample_rate)
 
 
 def shard_name(shard: int) -> str:
@@ -256,10 +309,11 @@ def pretokenize(
     cache = Path(cfg.cache_dir)
     results: dict[str, CacheResult] = {}
     jobs: list[tuple[str, int, list[str]]] = []
-    state: dict[str, Any] = {"cfg": cfg, "tok": tok, "sources": {}, "tasks": {}}
+    state: dict[str, Any] = {"cfg": cfg, "tok": tok, "sources": {}, "tasks": {}, "transforms": {}}
     reports: dict[str, BadSampleReport] = {}
     for dataset, entry in cfg.data.items():
         tasks = {name: make_task(name, **(options or {})) for name, options in entry.tasks.items()}
+        state["transforms"][dataset] = build_transforms(entry.transforms, f"data.{dataset}.transforms")
         for task in tasks.values():
             task.check(tok)
         pending: dict[str, list[int]] = {}

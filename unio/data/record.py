@@ -126,7 +126,9 @@ class Record:
         if self.image is not None:
             image = self.image
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise ValueError(f"{where}: field 'image' must be HxWx3 uint8, got {image.dtype} {image.shape}")
+                raise ValueError(
+                    f"{where}: field 'image' must be HxWx3 uint8, got {image.dtype} {image.shape}"
+                )
         size = self.image_size
         for i, obj in enumerate(self.objects):
             name = f"{where}: objects[{i}]"
@@ -137,12 +139,18 @@ class Record:
             if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
                 raise ValueError(f"{name}: field 'box' {obj.box.tolist()} is not inside the {w}x{h} image")
             if obj.mask is not None and (obj.mask.dtype != np.bool_ or obj.mask.shape != (h, w)):
-                raise ValueError(f"{name}: field 'mask' must be bool {(h, w)}, got {obj.mask.dtype} {obj.mask.shape}")
+                raise ValueError(
+                    f"{name}: field 'mask' must be bool {(h, w)}, got {obj.mask.dtype} {obj.mask.shape}"
+                )
             if obj.keypoints is not None:
                 visibility = obj.keypoints[:, 2]
                 if not np.isin(visibility, (0, 1, 2)).all():
-                    raise ValueError(f"{name}: keypoint visibility must be 0, 1 or 2, got {visibility.tolist()}")
+                    raise ValueError(
+                        f"{name}: keypoint visibility must be 0, 1 or 2, got {visibility.tolist()}"
+                    )
         if (self.audio is None) != (self.sample_rate is None):
             raise ValueError(f"{where}: fields 'audio' and 'sample_rate' must be given together")
         if self.audio is not None and (self.audio.dtype != np.float32 or self.audio.ndim != 1):
-            raise ValueError(f"{where}: field 'audio' must be 1-D float32, got {self.audio.dtype} {self.audio.shape}")
+            raise ValueError(
+                f"{where}: field 'audio' must be 1-D float32, got {self.audio.dtype} {self.audio.shape}"
+            )

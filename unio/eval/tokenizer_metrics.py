@@ -142,9 +142,10 @@ def evaluate_tokenizer(
     batch_size: int = 64,
     jpeg: bool = True,
     num_audio_examples: int = 8,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate on every item of ``dataset``; writes ``report.json`` and ``reconstructions.png`` (plus
-    ``audio/*.wav`` for audio) into ``out_dir`` and returns the report."""
+    ``audio/*.wav`` for audio) into ``out_dir`` and returns the report (``extra`` entries included)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.eval()
@@ -215,6 +216,7 @@ def evaluate_tokenizer(
     report.update({name: _mean(values) for name, values in per_item.items()})
     if kind == "audio":
         report["audio_examples"] = audio_written
+    report.update(extra or {})
     if preview is not None:
         preview_picture(tokenizer, *preview, n=8).save(out_dir / "reconstructions.png")
     tmp = out_dir / ".report.json.tmp"

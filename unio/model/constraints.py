@@ -1,6 +1,6 @@
 """Grammar-constrained decoding: apply compiled `unio.grammar` automata as logits masks.
 
-Per step and for the whole batch: ``allowed = (steps_after[state] < remaining)[:, token_class]``, a
+Per step and for the whole batch: ``refused = (steps_after[state] >= remaining)[:, token_class]``, a
 ``[B, C]`` gather followed by a ``[B, V]`` gather over the tiny class table, then one ``masked_fill``.
 ``steps_after < remaining`` keeps only tokens after which the output can still be finished within the
 token budget, so generation never stops in the middle of a box or a grid. Rows may follow different
@@ -57,11 +57,15 @@ class GrammarConstraint:
 
     def allowed(self, remaining: int) -> Tensor:
         """``[B, V]`` bool: tokens each row may emit when `remaining` tokens (this one included) are left."""
-        return (self.steps_after[self.state] < remaining)[:, self.token_class]
+        return ~self.disallowed(remaining)
+
+    def disallowed(self, remaining: int) -> Tensor:
+        refused_class = self.steps_after.index_select(0, self.state) >= remaining  # [B, C]
+        return refused_class.index_select(1, self.token_class)  # [B, V]
 
     def mask_(self, logits: Tensor, remaining: int) -> Tensor:
         """Set disallowed logits to -inf in place (``logits`` is ``[B, V]``)."""
-        return logits.masked_fill_(~self.allowed(remaining), float("-inf"))
+        return logits.masked_fill_(self.disallowed(remaining), float("-inf"))
 
     def advance(self, tokens: Tensor) -> None:
         """Move every row along its chosen token; a refused token is a bug in the caller."""

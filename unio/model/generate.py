@@ -125,7 +125,10 @@ def _sample(logits: Tensor, cfg: GenerationConfig, generator: torch.Generator | 
         probs = sorted_logits.softmax(dim=-1)
         drop = probs.cumsum(dim=-1) - probs > cfg.top_p  # keep the smallest prefix reaching top_p
         logits = logits.scatter(1, order, sorted_logits.masked_fill(drop, float("-inf")))
-    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(1)
+    # Exponential race (Gumbel-max): argmax p / E with E ~ Exp(1) is a draw from p; unlike
+    # torch.multinomial it stays one vectorised pass for large batches.
+    noise = torch.empty_like(logits).exponential_(generator=generator)
+    return (logits.softmax(dim=-1) / noise).argmax(dim=-1)
 
 
 def _check_grammar_metadata(grammar: Grammar | Sequence[Grammar], vocab: Vocabulary) -> None:
@@ -179,6 +182,8 @@ def generate(
             raise ValueError("generate: guidance_scale != 1 needs unconditional_inputs (see guidance.py)")
         enc = _pad_cat(enc, _encoder_inputs(unconditional_inputs))
     memory = model.encode(**enc)
+    # Decoding reads the cross-attention K/V at every step: make them contiguous once (faster kernels).
+    memory.cross_kv = [(k.contiguous(), v.contiguous()) for k, v in memory.cross_kv]
     constraint = (
         GrammarConstraint(grammar, batch, cfg.max_new_tokens, device) if grammar is not None else None
     )
@@ -188,10 +193,8 @@ def generate(
 
     rows = 2 * batch if guided else batch
     caches = model.new_caches(rows, cfg.max_new_tokens)
-    invalid = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=device)
-    invalid[vocab.used_size :] = True
     # <pad> is for finished rows only (forced below); a grammar already allows it only when finished.
-    invalid[vocab.pad_id] = constraint is None
+    forbid_pad = constraint is None
     tokens = torch.full((batch, cfg.max_new_tokens), vocab.pad_id, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     scores = torch.zeros(batch, device=device) if cfg.output_scores else None
@@ -210,7 +213,7 @@ def generate(
             logits = uncond + cfg.guidance_scale * (cond - uncond)
         if step_logits is not None:
             step_logits.append(logits.clone())
-        logits.masked_fill_(invalid, float("-inf"))
+        _forbid_invalid_(logits, vocab, forbid_pad)
         if constraint is not None:
             constraint.mask_(logits, cfg.max_new_tokens - t)
         chosen = _sample(logits, cfg, generator) if cfg.do_sample else logits.argmax(dim=-1)
@@ -230,6 +233,13 @@ def generate(
         modality, row, col = meta.push(chosen)
     tokens = tokens[:, :steps]
     return GenerationOutput(tokens, _lengths(tokens, vocab), finished, scores, step_logits)
+
+
+def _forbid_invalid_(logits: Tensor, vocab: Vocabulary, forbid_pad: bool) -> None:
+    """-inf for vocabulary padding ids (never valid) and, unless a grammar handles it, <pad>."""
+    logits[:, vocab.used_size :] = float("-inf")
+    if forbid_pad:
+        logits[:, vocab.pad_id] = float("-inf")
 
 
 def _lengths(tokens: Tensor, vocab: Vocabulary) -> Tensor:
@@ -260,9 +270,6 @@ def _beam_search(
     if constraint is not None:
         constraint.repeat_interleave(K)
     caches = model.new_caches(rows, T)
-    invalid = torch.zeros(model.config.vocab_size, dtype=torch.bool, device=device)
-    invalid[vocab.used_size :] = True
-    invalid[vocab.pad_id] = constraint is None
     scores = torch.zeros(batch, K, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
     history = torch.full((rows, T), vocab.pad_id, dtype=torch.long, device=device)
@@ -275,7 +282,7 @@ def _beam_search(
         position = torch.full((rows, 1), t, dtype=torch.long, device=device)
         hidden = model.decode(memory, current, modality, position, row, col, caches, t)
         logits = model.logits(hidden[:, -1]).float()
-        logits.masked_fill_(invalid, float("-inf"))
+        _forbid_invalid_(logits, vocab, forbid_pad=constraint is None)
         if constraint is not None:
             constraint.mask_(logits, T - t)
         logp = logits.log_softmax(dim=-1)

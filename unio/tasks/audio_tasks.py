@@ -4,8 +4,10 @@
     tts             <to_audio> "Read the text aloud: seven"                 -> <audio> codes </audio> <eos>
     audio_classify  <to_text> "What is heard in the audio?" <audio> ...     -> "7" <eos>
 
-The audio tokenizer resamples, crops and pads every clip to its fixed segment, so clips longer than the
-segment are cut; keep them short (FSDD digits, LJSpeech sentences) or crop them in the source transforms.
+The audio tokenizer codes a fixed segment (about a second) per grid. Inputs hold one `<audio>` grid per
+consecutive segment, up to `max_audio_segments` (longer clips are not examples of the task, and the
+pretokenizer counts them). A TTS target is a single grid: clips longer than one segment are not TTS
+examples (crop them with the source transforms, or train the audio tokenizer on longer segments).
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from unio.tasks.base import Example, Task, first_text
 from unio.tasks.bundle import Tokenizers
 
 
+def audio_input(record: Any, tok: Tokenizers, max_segments: int) -> list[AudioCodes] | None:
+    """One `AudioCodes` grid per segment of the clip, or None when it has more than `max_segments`."""
+    codes = tok.audio_codes(record)
+    return [AudioCodes(c) for c in codes] if len(codes) <= max_segments else None
+
+
 @dataclass(frozen=True)
 class ASRTask(Task):
     name: str = "asr"
@@ -32,13 +40,17 @@ class ASRTask(Task):
         "Speech to text.",
     )
     eval_prompt: str = "Transcribe the audio."
+    max_audio_segments: int = 12
     metric: ClassVar[str] = "wer"
     uses: ClassVar[tuple[str, ...]] = ("audio",)
 
     def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
         if record.audio is None or not record.transcript:
             return None
-        inputs = [self.prefix(), Text(self.prompt(rng, train)), AudioCodes(tok.audio_codes(record))]
+        audio = audio_input(record, tok, self.max_audio_segments)
+        if audio is None:
+            return None
+        inputs = [self.prefix(), Text(self.prompt(rng, train)), *audio]
         return Example(inputs, [Text(record.transcript)], {"transcript": record.transcript})
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:
@@ -62,8 +74,11 @@ class TTSTask(Task):
     def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
         if record.audio is None or not record.transcript:
             return None
+        codes = tok.audio_codes(record)
+        if len(codes) != 1:  # the target grammar is one grid: the clip must fit one segment
+            return None
         inputs = [self.prefix(), Text(self.prompt(rng, train, text=record.transcript))]
-        return Example(inputs, [AudioCodes(tok.audio_codes(record))], {"transcript": record.transcript})
+        return Example(inputs, [AudioCodes(codes[0])], {"transcript": record.transcript})
 
     def parse(
         self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers
@@ -88,6 +103,7 @@ class AudioClassifyTask(Task):
     )
     eval_prompt: str = "What is heard in the audio?"
     classes: tuple[str, ...] | None = None
+    max_audio_segments: int = 12
     metric: ClassVar[str] = "accuracy"
     uses: ClassVar[tuple[str, ...]] = ("audio",)
 
@@ -96,7 +112,10 @@ class AudioClassifyTask(Task):
             return None
         if self.classes is not None and record.label not in self.classes:
             return None
-        inputs = [self.prefix(), Text(self.prompt(rng, train)), AudioCodes(tok.audio_codes(record))]
+        audio = audio_input(record, tok, self.max_audio_segments)
+        if audio is None:
+            return None
+        inputs = [self.prefix(), Text(self.prompt(rng, train)), *audio]
         return Example(inputs, [Text(record.label)], {"label": record.label})
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:

@@ -118,6 +118,12 @@ def first_text(segments: list[Segment]) -> str:
     return "".join(s.text for s in segments if isinstance(s, Text))
 
 
+def scene_text_holds(record: Any) -> bool:
+    """False when a crop dropped objects: captions, answers and labels about the whole scene may then be
+    wrong ("two dogs" with one left), so tasks built on them skip the record."""
+    return not record.meta.get("dropped_objects")
+
+
 def pick(items: list, rng: random.Random, train: bool) -> Any:
     """A random item for training, the first one for evaluation (deterministic references)."""
     return rng.choice(items) if train else items[0]

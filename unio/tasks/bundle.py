@@ -68,7 +68,7 @@ class TokenizersConfig:
     num_sentinels: int = 100
 
 
-# Tiny VQ configs: a few thousand parameters, 4x4 (image, mask) and 2x4 (audio) code grids.
+# Tiny VQ configs: ~20k parameters, 4x4 (image, mask) and 2x8 (audio, 1.024 s at 8 kHz) code grids.
 _TINY_AUTOENCODER = {
     "downsample": 8,
     "space_to_depth": 2,
@@ -82,7 +82,7 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "image": {"resolution": 32, "autoencoder": {**_TINY_AUTOENCODER, "in_channels": 3, "out_channels": 3}},
     "mask": {"resolution": 32, "autoencoder": {**_TINY_AUTOENCODER, "in_channels": 1, "out_channels": 1}},
     "audio": {
-        "audio": {"sample_rate": 8000, "n_fft": 256, "hop_length": 128, "n_mels": 16, "num_frames": 32},
+        "audio": {"sample_rate": 8000, "n_fft": 256, "hop_length": 128, "n_mels": 16, "num_frames": 64},
         "autoencoder": {**_TINY_AUTOENCODER, "in_channels": 1, "out_channels": 1},
     },
 }
@@ -276,13 +276,24 @@ class Tokenizers:
         return _resize_probability(probs, size) >= 0.5
 
     # ----------------------------------------------------------------------------- audio
+    def audio_segment_seconds(self) -> float:
+        """Length of audio one code grid covers (the audio tokenizer's fixed segment)."""
+        audio = self.require("audio", "audio encoding").cfg.audio
+        return audio.segment_samples / audio.sample_rate
+
     def encode_audio(self, waveform: np.ndarray, sample_rate: int) -> torch.Tensor:
-        """Mono float waveform -> LongTensor[h, w]; the audio tokenizer resamples, crops and pads."""
+        """Mono float waveform -> LongTensor[n, h, w]: one code grid per consecutive segment of
+        `audio_segment_seconds()` (the tokenizer resamples each and zero-pads the last one)."""
         tok = self.require("audio", "audio encoding")
-        return tok.encode(torch.as_tensor(np.asarray(waveform, dtype=np.float32))[None], sample_rate)[0].cpu()
+        wave = torch.as_tensor(np.asarray(waveform, dtype=np.float32))
+        if wave.ndim != 1 or wave.numel() == 0:
+            raise ValueError(f"audio must be a non-empty mono waveform, got shape {tuple(wave.shape)}")
+        chunk = max(1, round(self.audio_segment_seconds() * sample_rate))
+        return tok.encode(list(wave.split(chunk)), sample_rate).cpu()
 
     def audio_codes(self, record: Any) -> torch.Tensor:
-        """Codes [h, w] of a record's audio (or `record.meta["audio_codes"]` when pre-encoded)."""
+        """Codes [n, h, w] (n segments) of a record's audio, or `record.meta["audio_codes"]` when the
+        pretokenizer encoded it beforehand."""
         cached = record.meta.get("audio_codes")
         if cached is not None:
             return torch.as_tensor(cached, dtype=torch.long)

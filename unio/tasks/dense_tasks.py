@@ -18,7 +18,7 @@ from pycocotools import mask as mask_utils
 
 from unio import grammar as grammars
 from unio.sequence import ImageCodes, MaskCodes, Segment, Text
-from unio.tasks.base import Example, Task, pick
+from unio.tasks.base import Example, Task, pick, scene_text_holds
 from unio.tasks.bundle import Tokenizers
 
 
@@ -98,7 +98,7 @@ class TextToImageTask(Task):
     uses: ClassVar[tuple[str, ...]] = ("image",)
 
     def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
-        if record.image is None:
+        if record.image is None or not scene_text_holds(record):
             return None
         descriptions = [c.rstrip(". ") for c in record.captions]
         if record.label is not None:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from unio import grammar as grammars
 from unio.sequence import ImageCodes, Segment, Text
-from unio.tasks.base import Example, Task, first_text, pick
+from unio.tasks.base import Example, Task, first_text, pick, scene_text_holds
 from unio.tasks.bundle import Tokenizers
 
 
@@ -32,7 +32,7 @@ class CaptionTask(Task):
     uses: ClassVar[tuple[str, ...]] = ("image",)
 
     def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
-        if record.image is None or not record.captions:
+        if record.image is None or not record.captions or not scene_text_holds(record):
             return None
         inputs = [self.prefix(), Text(self.prompt(rng, train)), ImageCodes(tok.image_codes(record))]
         return Example(
@@ -46,7 +46,8 @@ class CaptionTask(Task):
 @dataclass(frozen=True)
 class VQATask(Task):
     """One question per example (a random one in training). With `answers` set, decoding is restricted
-    to that closed list (e.g. easy-VQA's 13 answers); otherwise it is free text."""
+    to that closed list (e.g. easy-VQA's 13 answers) and only questions with a listed answer are used;
+    otherwise answers are free text."""
 
     name: str = "vqa"
     prompts: tuple[str, ...] = (
@@ -61,9 +62,10 @@ class VQATask(Task):
     uses: ClassVar[tuple[str, ...]] = ("image",)
 
     def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
-        if record.image is None or not record.qa:
+        qa = [(q, a) for q, a in record.qa if self.answers is None or a in self.answers]
+        if record.image is None or not qa or not scene_text_holds(record):
             return None
-        question, answer = pick(record.qa, rng, train)
+        question, answer = pick(qa, rng, train)
         inputs = [
             self.prefix(),
             Text(self.prompt(rng, train, question=question)),
@@ -98,7 +100,7 @@ class ClassifyTask(Task):
     uses: ClassVar[tuple[str, ...]] = ("image",)
 
     def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
-        if record.image is None or record.label is None:
+        if record.image is None or record.label is None or not scene_text_holds(record):
             return None
         if self.classes is not None and record.label not in self.classes:
             return None

@@ -23,7 +23,9 @@ def image_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def read_image(path: str | Path, field: str = "image", record_id: str = "", data: bytes | None = None) -> np.ndarray:
+def read_image(
+    path: str | Path, field: str = "image", record_id: str = "", data: bytes | None = None
+) -> np.ndarray:
     """Decode an image file (or its bytes) to HxWx3 uint8."""
     if data is None and not Path(path).is_file():
         raise BadSampleError(path, field, MISSING_FILE, record_id=record_id)

@@ -48,7 +48,9 @@ def _spatial(objects: list[Object], noun: str, margin: float) -> dict[int, list[
     return found
 
 
-def add_referring_expressions(objects: list[Object], image_size: tuple[int, int], noun: str = "object") -> None:
+def add_referring_expressions(
+    objects: list[Object], image_size: tuple[int, int], noun: str = "object"
+) -> None:
     """Fill `obj.referring` in place for every non-crowd object (existing entries are kept first)."""
     people = [o for o in objects if not o.crowd]
     if not people:

@@ -34,7 +34,13 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "orange": (245, 140, 30),
 }
 KINDS = ("circle", "square", "triangle", "diamond", "star")
-PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "diamond": "diamonds", "star": "stars"}
+PLURALS = {
+    "circle": "circles",
+    "square": "squares",
+    "triangle": "triangles",
+    "diamond": "diamonds",
+    "star": "stars",
+}
 # Shape radius (half extent) as a fraction of the image side.
 SIZES: dict[str, tuple[float, float]] = {"small": (0.08, 0.11), "medium": (0.13, 0.17), "large": (0.2, 0.25)}
 BACKGROUNDS = {"solid": "plain", "gradient": "gradient", "noise": "noisy"}
@@ -84,7 +90,9 @@ def shape_mask(kind: str, cx: float, cy: float, radius: float, size: int) -> np.
     if kind == "diamond":
         return np.abs(dx) + np.abs(dy) <= radius
     if kind == "triangle":
-        vertices = np.array([[cx, cy - radius], [cx + radius, cy + 0.8 * radius], [cx - radius, cy + 0.8 * radius]])
+        vertices = np.array(
+            [[cx, cy - radius], [cx + radius, cy + 0.8 * radius], [cx - radius, cy + 0.8 * radius]]
+        )
         return _polygon_mask(vertices, xs, ys)
     if kind == "star":
         angles = -np.pi / 2 + np.arange(10) * np.pi / 5
@@ -137,9 +145,13 @@ class ShapesSource(Source):
         ):
             unknown = sorted(set(chosen) - set(known))
             if unknown or not chosen:
-                raise ValueError(f"shapes: config field {name!r}: unknown or empty {unknown or chosen}; known: {known}")
+                raise ValueError(
+                    f"shapes: config field {name!r}: unknown or empty {unknown or chosen}; known: {known}"
+                )
         if not 1 <= config.min_shapes <= config.max_shapes:
-            raise ValueError(f"shapes: need 1 <= min_shapes <= max_shapes, got {config.min_shapes}, {config.max_shapes}")
+            raise ValueError(
+                f"shapes: need 1 <= min_shapes <= max_shapes, got {config.min_shapes}, {config.max_shapes}"
+            )
         if config.image_size < 16:
             raise ValueError(f"shapes: config field 'image_size' must be >= 16, got {config.image_size}")
         self.config = config
@@ -167,7 +179,12 @@ class ShapesSource(Source):
             captions=self._captions(objects, background),
             qa=self._questions(objects, rng),
             label=largest.category,
-            meta={"background": background, "split": cfg.split},
+            meta={
+                "background": background,
+                "split": cfg.split,
+                "referring_derived": True,
+                "referring_noun": "shape",
+            },
         )
 
     def _place_shapes(self, rng: np.random.Generator, count: int) -> list[Object]:
@@ -192,7 +209,10 @@ class ShapesSource(Source):
                     box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
                     gap = 2  # keep shapes apart so boxes and masks never overlap
                     if all(
-                        box[0] >= b[2] + gap or b[0] >= box[2] + gap or box[1] >= b[3] + gap or b[1] >= box[3] + gap
+                        box[0] >= b[2] + gap
+                        or b[0] >= box[2] + gap
+                        or box[1] >= b[3] + gap
+                        or b[1] >= box[3] + gap
                         for b in occupied
                     ):
                         placed = (size_name, mask, box)
@@ -223,7 +243,9 @@ class ShapesSource(Source):
 
         listing = join([phrase(o) for o in objects])
         n = len(objects)
-        located = join([_a(f"{o.attributes['color']} {o.category} in the {o.attributes['position']}") for o in objects])
+        located = join(
+            [_a(f"{o.attributes['color']} {o.category} in the {o.attributes['position']}") for o in objects]
+        )
         return [
             f"{listing} on a {BACKGROUNDS[background]} background.",
             f"{_count(n)} {'shape' if n == 1 else 'shapes'}: {located}.",
@@ -235,7 +257,9 @@ class ShapesSource(Source):
         pairs = [(c, k) for c, k in zip(colors, kinds)]
         qa = [("how many shapes are there?", _count(len(objects)))]
         absent_kinds = [k for k in self.config.kinds if k not in kinds]
-        asked_kinds = sorted(set(kinds)) + ([absent_kinds[rng.integers(len(absent_kinds))]] if absent_kinds else [])
+        asked_kinds = sorted(set(kinds)) + (
+            [absent_kinds[rng.integers(len(absent_kinds))]] if absent_kinds else []
+        )
         qa += [(f"how many {PLURALS[k]} are there?", _count(kinds.count(k))) for k in asked_kinds]
         for o, color, kind in zip(objects, colors, kinds):
             if kinds.count(kind) == 1:
