@@ -1,14 +1,25 @@
-"""The built-in shapes world and tone sequences: deterministic, index-addressable, ground truth consistent."""
+"""The built-in shapes world and tone sequences: deterministic, index-addressable, ground truth consistent
+(people included: stick figures whose COCO keypoints sit on the drawn limbs)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 
 import numpy as np
 import pytest
 
+from unio.data.record import COCO_KEYPOINT_NAMES
 from unio.data.sources import build_source
-from unio.data.sources.shapes import COLORS, NUMBERS, PLURALS, ShapesConfig, ShapesSource, shape_mask
+from unio.data.sources.shapes import (
+    COLORS,
+    NUMBERS,
+    PLURALS,
+    SHAPE_KINDS,
+    ShapesConfig,
+    ShapesSource,
+    shape_mask,
+)
 from unio.data.sources.shapes_audio import PITCHES, TonesConfig, TonesSource
 
 
@@ -116,3 +127,78 @@ def test_tones_are_deterministic_and_match_their_transcript() -> None:
         peak = np.argmax(spectrum) * record.sample_rate / len(record.audio)
         assert min(abs(peak - PITCHES[w]) for w in words) < 0.05 * peak
     assert len(labels) >= 3
+
+
+def test_people_are_stick_figures_with_keypoints_on_them(scenes: list) -> None:
+    people = [(r, o) for r in scenes for o in r.objects if o.category == "person"]
+    assert len(people) >= 5
+    visibility = Counter()
+    for record, person in people:
+        keypoints = person.keypoints
+        assert keypoints.shape == (17, 3)
+        visibility.update(keypoints[:, 2].astype(int).tolist())
+        assert (keypoints[keypoints[:, 2] == 0] == 0).all(), "absent points are (0, 0, 0)"
+        near_mask = dilate(person.mask, 1)
+        x1, y1, x2, y2 = person.box
+        for x, y, v in keypoints:
+            if v > 0:  # each labelled point lies on the drawn figure, inside its box
+                assert x1 <= x <= x2 and y1 <= y <= y2 and near_mask[int(y), int(x)]
+
+        at = partial(labelled_point, keypoints)
+        # Facing the viewer: the figure's left side is on the image's right, as in COCO.
+        for part in ("eye", "ear", "shoulder", "elbow", "wrist", "hip"):
+            left, right = at(f"left_{part}"), at(f"right_{part}")
+            if left is not None and right is not None:
+                assert left[0] > right[0], part
+        # Top to bottom: head, shoulders, hips, knees, ankles.
+        for upper, lower in (
+            ("nose", "left_shoulder"),
+            ("left_eye", "left_hip"),
+            ("right_shoulder", "right_hip"),
+        ):
+            if at(upper) is not None and at(lower) is not None:
+                assert at(upper)[1] < at(lower)[1], (upper, lower)
+        for side in ("left", "right"):
+            chain = [at(f"{side}_{j}") for j in ("hip", "knee", "ankle")]
+            ys = [p[1] for p in chain if p is not None]
+            assert ys == sorted(ys)
+        answers = dict(record.qa)
+        count = sum(o.category == "person" for o in record.objects)
+        assert answers["how many people are there?"] == NUMBERS[count]
+        assert "person" in record.captions[0]
+    assert visibility[2] > 0.7 * sum(visibility.values()) and visibility[1] and visibility[0]
+
+
+def test_scenes_without_people_do_not_change_when_people_are_enabled() -> None:
+    # Single-shape scenes: a person always fits, so a scene without one drew the same random numbers.
+    with_people = ShapesSource(ShapesConfig(num_records=30, seed=5, max_shapes=1))
+    without = ShapesSource(ShapesConfig(num_records=30, seed=5, max_shapes=1, kinds=list(SHAPE_KINDS)))
+    compared = 0
+    for a, b in zip(with_people, without):
+        assert b.objects[0].category != "person"
+        if a.objects[0].category == "person":
+            continue
+        compared += 1
+        assert (a.image == b.image).all() and a.captions == b.captions and a.label == b.label
+        assert a.objects[0].box.tolist() == b.objects[0].box.tolist()
+        assert a.qa[: len(b.qa)] == b.qa  # plus, sometimes, "how many people are there?" -> "zero"
+    assert 0 < compared < 30
+    only_people = ShapesSource(ShapesConfig(num_records=3, kinds=["person"], max_shapes=2))
+    assert all(o.category == "person" and o.keypoints is not None for r in only_people for o in r.objects)
+    with pytest.raises(ValueError, match="person_rate"):
+        ShapesSource(ShapesConfig(person_rate=1.5))
+
+
+def labelled_point(keypoints: np.ndarray, name: str) -> np.ndarray | None:
+    point = keypoints[COCO_KEYPOINT_NAMES.index(name)]
+    return point[:2] if point[2] > 0 else None
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    padded = np.pad(mask, radius)
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            out |= padded[dy : dy + h, dx : dx + w]
+    return out

@@ -169,6 +169,32 @@ def test_flip_twice_is_identity_and_swaps_spatial_words() -> None:
     assert swap_left_right("the leftmost dog on the right") == "the rightmost dog on the left"
 
 
+def test_flip_keeps_a_stick_figures_keypoints_on_its_limbs() -> None:
+    """A shapes-world person, flipped (alone and after a resize): every labelled keypoint stays on the
+    figure, the figure's left points stay on the image's right (it still faces the viewer), and
+    the recorded flip permutation is the one applied."""
+    source = ShapesSource(ShapesConfig(num_records=10, seed=3, kinds=["person", "circle"], person_rate=0.6))
+    records = [r for r in source if any(o.category == "person" for o in r.objects)][:3]
+    assert records
+    left, right = COCO_KEYPOINT_NAMES.index("left_shoulder"), COCO_KEYPOINT_NAMES.index("right_shoulder")
+    for record in records:
+        for out in (
+            horizontal_flip(record),
+            HorizontalFlip(p=1.0)(ResizeToSquare(96)(record), np.random.default_rng(0)),
+        ):
+            assert list(out.meta["keypoint_flip"]) == list(COCO_KEYPOINT_FLIP)
+            for before, after in zip(record.objects, out.objects):
+                if after.keypoints is None:
+                    continue
+                near = dilate(after.mask, 1)
+                for x, y, v in after.keypoints:
+                    if v > 0:
+                        assert near[int(y), int(x)], (x, y)
+                assert (after.keypoints[:, 2] == before.keypoints[COCO_KEYPOINT_FLIP, 2]).all()
+                if after.keypoints[[left, right], 2].all():
+                    assert after.keypoints[left, 0] > after.keypoints[right, 0]
+
+
 def test_crop_drops_objects_below_min_visible_and_counts_them() -> None:
     image = np.zeros((100, 100, 3), dtype=np.uint8)
     objects = [Object(box=[0, 0, 20, 20], category="a"), Object(box=[60, 60, 100, 100], category="b")]

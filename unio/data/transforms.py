@@ -8,7 +8,9 @@ Geometry. All image transforms are one of two exact maps in continuous pixel coo
 flip, x' = W - x. Images are resampled bilinearly and masks with nearest neighbour through the
 *same* window, so pixels, masks, boxes and keypoints stay aligned. The map from the original image
 is accumulated in `record.meta["affine"] = (ax, bx, ay, by)` (x' = ax * x + bx, y' = ay * y + by) with
-`record.meta["original_size"]`, so predictions can be mapped back to original pixels.
+`record.meta["original_size"]`, and a flip keeps its keypoint permutation in
+`record.meta["keypoint_flip"]`, so tasks' `parse` maps predictions back to original pixels
+(unio/tasks/base.py, `view_geometry`).
 
 Objects after a crop (the box rule): each box is clipped to the output; an object is kept if at
 least `min_visible` of its box area remains (and the clipped box is at least 1 px wide and high),
@@ -189,6 +191,7 @@ def horizontal_flip(
         **record.meta,
         "affine": (-ax, w - bx, ay, by),
         "original_size": record.meta.get("original_size", record.image_size),
+        "keypoint_flip": tuple(keypoint_flip),  # to swap left and right back when mapping predictions
     }
     return record.replace(
         image=np.ascontiguousarray(record.image[:, ::-1]), objects=objects, meta=meta, **changes

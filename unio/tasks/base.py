@@ -11,6 +11,9 @@ Every task has
   grammars of thousands of codes take seconds to compile);
 - `parse(segments, meta, tok)`: decoded target segments -> prediction in the record's own units
   (pixels of the original image, masks at the original size, text, images, waveforms);
+  for a transformed view (a crop, resize or flip of unio/data/transforms.py) geometric tasks keep the
+  transform's map in `meta` (`view_geometry`) and parse through its inverse, so predictions land on
+  the original image even though targets and ground truth in `meta` describe the view;
 - `metric`: the name of the metric the evaluator computes.
 
 Inputs start with the target-modality prefix (`<to_text>`, `<to_box>`, ...), then the prompt text,
@@ -24,6 +27,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from unio import grammar as grammars
@@ -127,3 +131,80 @@ def scene_text_holds(record: Any) -> bool:
 def pick(items: list, rng: random.Random, train: bool) -> Any:
     """A random item for training, the first one for evaluation (deterministic references)."""
     return rng.choice(items) if train else items[0]
+
+
+# -- transformed views: predictions back on the original image -------------------------------------
+GEOMETRY_KEYS = ("affine", "original_size", "keypoint_flip")
+
+
+def view_geometry(record: Any) -> dict[str, list]:
+    """The map from the original image to a transformed view, copied from `record.meta` (where
+    unio/data/transforms.py accumulates it) for an example's `meta`: `affine` = (ax, bx, ay, by) with
+    x_view = ax * x + bx and y_view = ay * y + by, the `original_size` (width, height), and the
+    `keypoint_flip` permutation of the last horizontal flip. Empty for an untransformed record."""
+    return {key: list(record.meta[key]) for key in GEOMETRY_KEYS if record.meta.get(key) is not None}
+
+
+def _inverse(meta: dict[str, Any]) -> tuple[float, float, float, float, float, float] | None:
+    if meta.get("affine") is None:
+        return None
+    ax, bx, ay, by = (float(v) for v in meta["affine"])
+    w, h = (float(v) for v in meta["original_size"])
+    return ax, bx, ay, by, w, h
+
+
+def boxes_to_original(boxes: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """[N, 4] xyxy boxes in the view's pixels -> the original image's pixels, clipped to it (parts in
+    the view's padding fall outside). Unchanged when `meta` holds no affine."""
+    geometry = _inverse(meta)
+    if geometry is None:
+        return boxes
+    ax, bx, ay, by, w, h = geometry
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    xs = np.sort((boxes[:, [0, 2]] - bx) / ax, axis=1).clip(0, w)  # sorted: a mirror swaps x1 and x2
+    ys = np.sort((boxes[:, [1, 3]] - by) / ay, axis=1).clip(0, h)
+    return np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], axis=1)
+
+
+def keypoints_to_original(keypoints: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """Kx3 (x, y, visibility) in the view's pixels -> the original image's pixels. Absent points stay
+    (0, 0, 0); after an odd number of flips left and right points are swapped back (`keypoint_flip`)."""
+    geometry = _inverse(meta)
+    if geometry is None:
+        return keypoints
+    ax, bx, ay, by, w, h = geometry
+    out = np.asarray(keypoints, dtype=np.float64).reshape(-1, 3).copy()
+    labelled = out[:, 2] > 0
+    out[labelled, 0] = ((out[labelled, 0] - bx) / ax).clip(0, w)
+    out[labelled, 1] = ((out[labelled, 1] - by) / ay).clip(0, h)
+    flip = meta.get("keypoint_flip")
+    if ax < 0 and flip is not None:
+        if len(flip) != len(out):
+            raise ValueError(f"meta 'keypoint_flip' has {len(flip)} entries for {len(out)} keypoints")
+        out = out[list(flip)]  # a flip permutation is its own inverse
+    return out
+
+
+def mask_to_original(mask: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """HxW bool mask of the view -> the original image's size, sampling the view bilinearly at the
+    original pixel centres (pixels that map outside the view, e.g. cropped away, are False)."""
+    geometry = _inverse(meta)
+    if geometry is None:
+        return mask
+    ax, bx, ay, by, w, h = geometry
+    rows = _linear_weights(ay * (np.arange(round(h)) + 0.5) + by - 0.5, mask.shape[0])
+    cols = _linear_weights(ax * (np.arange(round(w)) + 0.5) + bx - 0.5, mask.shape[1])
+    return rows @ mask.astype(np.float32) @ cols.T >= 0.5
+
+
+def _linear_weights(positions: np.ndarray, n: int) -> np.ndarray:
+    """[len(positions), n] linear interpolation weights at continuous pixel indices (pixel i's centre
+    is at i); positions more than half a pixel outside 0..n-1 get no weight."""
+    weights = np.zeros((len(positions), n), dtype=np.float32)
+    inside = np.flatnonzero((positions >= -0.5) & (positions <= n - 0.5))
+    p = positions[inside].clip(0, n - 1)
+    low = np.floor(p).astype(np.int64)
+    high = np.minimum(low + 1, n - 1)
+    weights[inside, low] += (1 - (p - low)).astype(np.float32)
+    weights[inside, high] += (p - low).astype(np.float32)
+    return weights

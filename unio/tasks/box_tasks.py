@@ -10,7 +10,8 @@
 
 Coordinates are bins of the coordinate tokenizer relative to the record's own image size (the image
 tokenizer stretches the image, so normalised coordinates are unchanged); `parse` maps them back to
-pixels of the original image with the size stored in `meta`.
+pixels with the size stored in `meta`, and for a transformed view (crop, resize, flip) on through the
+inverse of the transform's map (`meta["affine"]`) to pixels of the original image.
 
 Detection target order is `random` (Pix2Seq's best for training) or `distance` (top-left corner's
 distance to the origin, ties by label); evaluation always uses `distance`. With `noise_pad_to > 0`,
@@ -28,7 +29,15 @@ import numpy as np
 
 from unio import grammar as grammars
 from unio.sequence import Boxes, ImageCodes, Points, Segment, Text
-from unio.tasks.base import Example, Task, first_text, pick
+from unio.tasks.base import (
+    Example,
+    Task,
+    boxes_to_original,
+    first_text,
+    keypoints_to_original,
+    pick,
+    view_geometry,
+)
 from unio.tasks.bundle import Tokenizers
 
 NOISE_LABEL = "noise"
@@ -107,13 +116,14 @@ class DetectTask(Task):
             noise_boxes = _noise_boxes(boxes[order], self.noise_pad_to - len(order), size, rng)
             noise = Boxes(box_bins(tok, noise_boxes, size), [NOISE_LABEL] * len(noise_boxes))
         inputs = [self.prefix(), Text(self.prompt(rng, train)), ImageCodes(tok.image_codes(record))]
-        meta = {"image_size": list(size), "boxes": boxes.tolist(), "labels": labels}
+        meta = {"image_size": list(size), "boxes": boxes.tolist(), "labels": labels, **view_geometry(record)}
         return Example(inputs, [target], meta, noise)
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> dict[str, Any]:
+        """Boxes in pixels of the original image (xyxy) with their labels; noise boxes are dropped."""
         pixels, labels = boxes_to_pixels(tok, segments, tuple(meta["image_size"]))
         keep = [i for i, label in enumerate(labels) if label != NOISE_LABEL]
-        return {"boxes": pixels[keep].tolist(), "labels": [labels[i] for i in keep]}
+        return {"boxes": boxes_to_original(pixels[keep], meta).tolist(), "labels": [labels[i] for i in keep]}
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
         return grammars.detection(tok.codec, self.categories)
@@ -166,12 +176,18 @@ class GroundTask(Task):
         expression = pick(obj.referring, rng, train)
         text = Text(self.prompt(rng, train, expression=expression))
         inputs = [self.prefix(), text, ImageCodes(tok.image_codes(record))]
-        meta = {"image_size": list(record.image_size), "box": obj.box.tolist(), "expression": expression}
+        meta = {
+            "image_size": list(record.image_size),
+            "box": obj.box.tolist(),
+            "expression": expression,
+            **view_geometry(record),
+        }
         return Example(inputs, [Boxes(box_bins(tok, obj.box, record.image_size))], meta)
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> list[float] | None:
+        """The first box in pixels of the original image, or None when the output holds no box."""
         pixels, _ = boxes_to_pixels(tok, segments, tuple(meta["image_size"]))
-        return pixels[0].tolist() if len(pixels) else None
+        return boxes_to_original(pixels[:1], meta)[0].tolist() if len(pixels) else None
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
         return grammars.single_box(tok.codec)
@@ -240,18 +256,23 @@ class KeypointsTask(Task):
         bins = tok.coords.encode_points(person.keypoints[:, :2].astype(np.float64), image_size=size)
         region = Boxes(box_bins(tok, person.box, size))
         inputs = [self.prefix(), Text(self.prompt(rng, train)), region, ImageCodes(tok.image_codes(record))]
-        meta = {"image_size": list(size), "box": person.box.tolist(), "keypoints": person.keypoints.tolist()}
+        meta = {
+            "image_size": list(size),
+            "box": person.box.tolist(),
+            "keypoints": person.keypoints.tolist(),
+            **view_geometry(record),
+        }
         return Example(inputs, [Points(bins, visibility)], meta)
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> list[list[float]]:
-        """Kx3 (x, y, visibility) in pixels; absent points are (0, 0, 0) as in COCO."""
+        """Kx3 (x, y, visibility) in pixels of the original image; absent points are (0, 0, 0) as in COCO."""
         points = next((s for s in segments if isinstance(s, Points)), None)
         if points is None:
             return []
         xy = tok.coords.decode_points(points.coords.numpy(), image_size=tuple(meta["image_size"]))
         visibility = points.visibility.numpy()
         xy[visibility == 0] = 0.0
-        return np.concatenate([xy, visibility[:, None]], axis=1).tolist()
+        return keypoints_to_original(np.concatenate([xy, visibility[:, None]], axis=1), meta).tolist()
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
         return grammars.points(tok.codec, self.num_keypoints)

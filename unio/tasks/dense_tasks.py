@@ -3,8 +3,9 @@
     refseg         <to_mask> "Segment the red circle." <image> ... </image> -> <mask> h*w codes </mask> <eos>
     text_to_image  <to_image> "Generate an image of a red circle."          -> <image> h*w codes </image> <eos>
 
-`parse` decodes codes with the VQ tokenizers: masks come back at the original image size (stored in
-`meta`), generated images at the image tokenizer's resolution.
+`parse` decodes codes with the VQ tokenizers: masks come back at the original image size (the
+record's, or for a transformed view the original image's, through the inverse of `meta["affine"]`),
+generated images at the image tokenizer's resolution.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pycocotools import mask as mask_utils
 
 from unio import grammar as grammars
 from unio.sequence import ImageCodes, MaskCodes, Segment, Text
-from unio.tasks.base import Example, Task, pick, scene_text_holds
+from unio.tasks.base import Example, Task, mask_to_original, pick, scene_text_holds, view_geometry
 from unio.tasks.bundle import Tokenizers
 
 
@@ -66,6 +67,7 @@ class RefSegTask(Task):
             "image_size": list(record.image_size),
             "expression": expression,
             "mask": mask_to_rle(obj.mask),
+            **view_geometry(record),
         }
         return Example(inputs, [target], meta)
 
@@ -74,7 +76,7 @@ class RefSegTask(Task):
         codes = next((s for s in segments if isinstance(s, MaskCodes)), None)
         if codes is None:
             return None
-        return tok.decode_mask(codes.codes, tuple(meta["image_size"]))
+        return mask_to_original(tok.decode_mask(codes.codes, tuple(meta["image_size"])), meta)
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
         return grammars.grid(tok.codec, "mask")
