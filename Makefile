@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.unio-installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install test test-slow test-all lint format bench demo clean
+.PHONY: install test test-slow test-all lint format bench bench-tokenizers demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench: install  ## benchmarks that print the numbers quoted in docs/benchmarks.m
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python scripts/bench_model.py
 	$(BIN)/python scripts/bench_data.py
+
+bench-tokenizers: install  ## issue-3 acceptance runs on ../shared/data (about 25 CPU-minutes in all)
+	for e in tokenizer_image_f4_coco64 tokenizer_image_f8_coco64 tokenizer_mask_coco64 tokenizer_audio_fsdd; do \
+		$(BIN)/unio-train-tokenizer experiment=$$e train.progress_bar=false || exit 1; done
 
 demo: install  ## the end-to-end demo on built-in data (no downloads, CPU)
 	$(BIN)/unio-demo

@@ -47,7 +47,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="eval_tokenizer")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works as a console entry too
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval_tokenizer")
 def hydra_main(cfg: DictConfig) -> None:
     run(cfg)
 

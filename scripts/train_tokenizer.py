@@ -11,6 +11,7 @@ Running the same command again resumes from checkpoint.pt (train.resume=true).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -44,7 +45,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train_tokenizer")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works as a console entry too
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train_tokenizer")
 def hydra_main(cfg: DictConfig) -> None:
     run(cfg)
 

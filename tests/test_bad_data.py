@@ -27,8 +27,8 @@ from unio.data.bad_samples import (
     BadSampleError,
     BadSampleReport,
 )
+from unio.data.io import save_wav as write_wav
 from unio.data.sources import build_source
-from unio.data.sources._readers import write_wav
 
 # -- tiny datasets ------------------------------------------------------------------------------
 

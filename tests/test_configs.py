@@ -35,9 +35,12 @@ def test_primary_config_composes(config_name):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
 def test_experiment_composes(experiment):
-    first_line = experiment.read_text().splitlines()[0]
+    # Hydra reads `# @package _global_` only as the very first line, so the launch command comes right after it.
+    header = experiment.read_text().splitlines()[:2]
+    assert header[0] == "# @package _global_", f"{experiment}: first line must be '# @package _global_'"
+    first_line = header[1]
     assert first_line.startswith("#") and ("unio-" in first_line or "python" in first_line), (
-        f"{experiment}: first line must be the launch command as a comment"
+        f"{experiment}: the line after the package header must be the launch command as a comment"
     )
     # the launch command names the primary config's entry point, e.g. `unio-train experiment=...`
     primary = next((p for p in PRIMARY if p.replace("_", "-") in first_line or f"{p}.py" in first_line), None)

@@ -18,7 +18,7 @@ BLOCK = re.compile(r"(<!--\s*not-tested:[^>]*-->\s*)?```bash\n(.*?)```", re.DOTA
 
 def _blocks() -> list[tuple[str, str]]:
     found = []
-    for doc in sorted((REPO_ROOT / "docs").glob("*.md")) + [REPO_ROOT / "README.md"]:
+    for doc in [*sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "README.md"]:
         for i, match in enumerate(BLOCK.finditer(doc.read_text())):
             if match.group(1) is None:
                 found.append((f"{doc.name}#{i}", match.group(2)))

@@ -236,3 +236,56 @@ def test_condition_dropout_and_null_condition():
     assert null["input_ids"].shape == (3, 1) and null["input_mask"].all()
     with pytest.raises(ValueError, match="prob"):
         drop_condition(batch, 1.0, VOCAB)
+
+
+def _example(n_in: int, n_tgt: int, seed: int, grid_rows: int = 0) -> dict[str, torch.Tensor]:
+    """A pretokenized example; the target's last `grid_rows` * 2 tokens are image codes."""
+    ids, tgt = text_ids(n_in, seed=seed), text_ids(n_tgt, seed=seed + 100)
+    row, col = torch.full((n_tgt,), -1), torch.full((n_tgt,), -1)
+    modality = torch.zeros(n_tgt, dtype=torch.long)
+    n_grid = 2 * grid_rows
+    if n_grid:
+        tgt[-n_grid:] = VOCAB.offset("image") + torch.arange(n_grid)
+        modality[-n_grid:] = IMAGE
+        row[-n_grid:], col[-n_grid:] = torch.arange(n_grid) // 2, torch.arange(n_grid) % 2
+    minus_one = torch.full((n_in,), -1)
+    return {
+        "input_ids": ids,
+        "input_modality": torch.zeros(n_in, dtype=torch.long),
+        "input_row": minus_one,
+        "input_col": minus_one,
+        "target_ids": tgt,
+        "target_modality": modality,
+        "target_row": row,
+        "target_col": col,
+    }
+
+
+def test_packed_rows_match_examples_run_separately():
+    from unio.data.collate import Collator, CollatorConfig
+
+    model = tiny_model()
+    examples = [_example(5, 4, seed=1), _example(7, 6, seed=2, grid_rows=2), _example(3, 3, seed=3)]
+    packed = Collator(VOCAB.bos_id, config=CollatorConfig(max_input_len=24, max_target_len=16, pack=True))
+    batch = packed(examples)
+    assert batch["input_ids"].shape[0] == 1 and int(batch["input_segment_ids"].max()) == 3
+    with torch.no_grad():
+        logits = model.forward_batch(batch)[0]
+        start = 0
+        for example in examples:
+            alone = Collator(VOCAB.bos_id, config=CollatorConfig(pad_to_multiple=1))([example])
+            expected = model.forward_batch(alone)[0]
+            n = expected.shape[0]
+            torch.testing.assert_close(logits[start : start + n], expected, atol=1e-5, rtol=1e-4)
+            start += n
+        assert torch.isfinite(logits).all()  # padding rows too (no fully masked attention row)
+        # Without segment ids the packed examples see each other: the logits differ.
+        unpacked = {k: v for k, v in batch.items() if not k.endswith("segment_ids")}
+        assert not torch.allclose(model.forward_batch(unpacked)[0][4:10], logits[4:10], atol=1e-4)
+
+
+def test_segment_ids_are_needed_on_both_sides():
+    model = tiny_model()
+    enc, dec = make_inputs(text_ids(1, 8)), make_inputs(text_ids(1, 4, seed=1), "decoder")
+    with pytest.raises(ValueError, match="both input_segment_ids and decoder_segment_ids"):
+        model(**enc, **dec, input_segment_ids=torch.ones(1, 8, dtype=torch.long))

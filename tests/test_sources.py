@@ -10,9 +10,10 @@ import pytest
 
 from tests.test_bad_data import make_coco, make_hf, make_voc, write_image
 from unio.data.bad_samples import EMPTY_ANNOTATIONS
+from unio.data.io import save_wav as write_wav
 from unio.data.record import COCO_KEYPOINT_NAMES
 from unio.data.sources import SOURCES, build_source
-from unio.data.sources._readers import read_wav, write_wav
+from unio.data.sources._readers import read_wav
 
 
 def test_every_source_has_a_config_with_the_policy_field() -> None:

@@ -5,7 +5,9 @@ gated-GELU), tied embeddings, no dropout, the same vocabulary size and the same 
 Measurements alternate unio / HF call by call and report medians, so load from other processes on
 a shared machine hits both sides alike. Reported:
 
-- train step (forward + backward + AdamW) tokens/s, tokens = batch * (input + target);
+- train step (forward + backward + AdamW) tokens/s, tokens = batch * (input + target), for unio
+  eager and unio compiled (`unio.model.compile.compile_model`, the recommended training path; the
+  compile time is reported separately and excluded) against HF eager;
 - greedy decoding tokens/s (HF: ``generate`` with its KV cache) at batch 1 and batch 16;
 - grammar-constrained decoding time vs unconstrained (same tokens, same annotator);
 - peak memory allocated during a train step (torch profiler memory events) plus parameter and
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from unio.grammar import grid
+from unio.model.compile import compile_model
 from unio.model.generate import GenerationConfig, generate
 from unio.model.transformer import ModelConfig, UnifiedTransformer
 from unio.sequence import Annotator, SequenceCodec
@@ -53,6 +56,7 @@ class BenchConfig:
     constrained_grid: tuple[int, int] = (11, 23)  # 253 codes + <image> </image> <eos> = 256 tokens
     peak_matmul_size: int = 2048  # square fp32 matmul measuring the machine's peak FLOP/s
     threads: int = 0  # 0: torch default
+    compile: bool = True  # also time the compiled unio train step; its ratio is train_speedup_vs_hf
     seed: int = 0
 
 
@@ -189,6 +193,14 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
         unio_opt.step()
         unio_opt.zero_grad(set_to_none=True)
 
+    compiled_model = compile_model(unio_model) if cfg.compile else None
+
+    def unio_compiled_step() -> None:
+        logits = compiled_model(**batch)
+        F.cross_entropy(logits.view(-1, V), y.view(-1)).backward()
+        unio_opt.step()
+        unio_opt.zero_grad(set_to_none=True)
+
     def hf_step() -> None:
         # decoder_input_ids given explicitly: both models see the same shifted targets.
         out = hf_model(input_ids=x, attention_mask=hf_mask, decoder_input_ids=decoder_in, labels=y)
@@ -196,10 +208,24 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
         hf_opt.step()
         hf_opt.zero_grad(set_to_none=True)
 
+    steps = {"unio": unio_step, "hf": hf_step}
+    compile_seconds = 0.0
+    if compiled_model is not None:
+        start = time.perf_counter()
+        unio_compiled_step()  # compiles forward and backward for this shape
+        compile_seconds = time.perf_counter() - start
+        log(f"unio compile (first compiled train step): {compile_seconds:.1f} s")
+        steps = {"unio": unio_step, "unio_compiled": unio_compiled_step, "hf": hf_step}
     peak_before = matmul_peak_flops(cfg.peak_matmul_size)
-    train, train_cpu = _median_pairs({"unio": unio_step, "hf": hf_step}, cfg.train_repeats, warmup=2)
-    log(f"train step: unio {train['unio']:.3f} s, HF {train['hf']:.3f} s (medians of {cfg.train_repeats})")
+    train, train_cpu = _median_pairs(steps, cfg.train_repeats, warmup=2)
+    log(
+        "train step: "
+        + ", ".join(f"{k} {v:.3f} s" for k, v in train.items())
+        + f" (medians of {cfg.train_repeats})"
+    )
     peak = max(peak_before, matmul_peak_flops(cfg.peak_matmul_size))
+    # The headline ratio uses the variant unio's training would run: compiled when enabled.
+    main = "unio_compiled" if compiled_model is not None else "unio"
     tokens = B * (L + T)
     flops = 3 * unio_model.config.forward_flops(L, T) * B
     memory = {"unio": peak_step_memory(unio_step), "hf": peak_step_memory(hf_step)}
@@ -267,18 +293,22 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
 
     # ------------------------------------------------------------------ report
     result = {
-        "train_speedup_vs_hf": train["hf"] / train["unio"],
+        "train_speedup_vs_hf": train["hf"] / train[main],
         "decode_speedup_vs_hf": decode[1]["hf"] / decode[1]["unio"],
         "decode_batch16_speedup_vs_hf": decode[16]["hf"] / decode[16]["unio"],
         "constrained_overhead": max(c["grammar"] / c["free"] - 1 for c in constrained.values()),
-        "train_flops_fraction_of_matmul_peak": flops / train["unio"] / peak,
-        "train_speedup_vs_hf_cpu": train_cpu["hf"] / train_cpu["unio"],
+        "train_flops_fraction_of_matmul_peak": flops / train[main] / peak,
+        "train_speedup_vs_hf_cpu": train_cpu["hf"] / train_cpu[main],
+        "train_speedup_vs_hf_eager": train["hf"] / train["unio"],
+        "train_speedup_vs_hf_eager_cpu": train_cpu["hf"] / train_cpu["unio"],
+        "compile_seconds": compile_seconds,
         "decode_speedup_vs_hf_cpu": decode_cpu[1]["hf"] / decode_cpu[1]["unio"],
         "decode_batch16_speedup_vs_hf_cpu": decode_cpu[16]["hf"] / decode_cpu[16]["unio"],
         "constrained_overhead_cpu": max(c["grammar"] / c["free"] - 1 for c in constrained_cpu.values()),
         "hf_train_flops_fraction_of_matmul_peak": flops / train["hf"] / peak,
         "matmul_peak_gflops": peak / 1e9,
-        "train_tokens_per_s_unio": tokens / train["unio"],
+        "train_tokens_per_s_unio": tokens / train[main],
+        "train_tokens_per_s_unio_eager": tokens / train["unio"],
         "train_tokens_per_s_hf": tokens / train["hf"],
         "decode_tokens_per_s_unio_b1": cfg.decode_tokens / decode[1]["unio"],
         "decode_tokens_per_s_hf_b1": cfg.decode_tokens / decode[1]["hf"],
@@ -290,12 +320,19 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
         "state_mib_hf": state["hf"] / 2**20,
     }
     rows = [
-        ("train step tokens/s", result["train_tokens_per_s_unio"], result["train_tokens_per_s_hf"]),
-        (
-            "  fraction of matmul peak",
-            result["train_flops_fraction_of_matmul_peak"],
-            result["hf_train_flops_fraction_of_matmul_peak"],
-        ),
+        ("train step tokens/s, unio eager", result["train_tokens_per_s_unio_eager"], tokens / train["hf"]),
+        ("  fraction of matmul peak", flops / train["unio"] / peak, flops / train["hf"] / peak),
+    ]
+    if compiled_model is not None:
+        rows += [
+            ("train step tokens/s, unio compiled", result["train_tokens_per_s_unio"], tokens / train["hf"]),
+            (
+                "  fraction of matmul peak",
+                result["train_flops_fraction_of_matmul_peak"],
+                result["hf_train_flops_fraction_of_matmul_peak"],
+            ),
+        ]
+    rows += [
         (
             "greedy decode tokens/s, batch 1",
             result["decode_tokens_per_s_unio_b1"],
@@ -316,8 +353,10 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
     for name, u, h in rows:
         log(f"{name:<36}{u:>12.2f}{h:>12.2f}{u / h:>10.2f}")
     log(
-        "unio/HF by CPU time: train {:.2f}, decode batch 1 {:.2f}, decode batch 16 {:.2f}".format(
+        "unio/HF by CPU time: train {:.2f} (eager {:.2f}), decode batch 1 {:.2f}, "
+        "decode batch 16 {:.2f}".format(
             result["train_speedup_vs_hf_cpu"],
+            result["train_speedup_vs_hf_eager_cpu"],
             result["decode_speedup_vs_hf_cpu"],
             result["decode_batch16_speedup_vs_hf_cpu"],
         )

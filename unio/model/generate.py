@@ -15,7 +15,8 @@ per-row `unio.sequence.Annotator` computes it from the tokens so far, exactly as
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -128,7 +129,43 @@ def _sample(logits: Tensor, cfg: GenerationConfig, generator: torch.Generator | 
     # Exponential race (Gumbel-max): argmax p / E with E ~ Exp(1) is a draw from p; unlike
     # torch.multinomial it stays one vectorised pass for large batches.
     noise = torch.empty_like(logits).exponential_(generator=generator)
-    return (logits.softmax(dim=-1) / noise).argmax(dim=-1)
+    return _argmax(logits.softmax(dim=-1) / noise)
+
+
+def _argmax(logits: Tensor) -> Tensor:
+    """``logits.argmax(dim=-1)`` for ``[B, V]`` logits, about 3x faster on CPU for large V: the
+    maximum of each block of 128 (a vectorised reduction) picks the block, then argmax within it.
+    Ties resolve to the first index, exactly like ``argmax``."""
+    rows, size = logits.shape
+    if size % 128:
+        return logits.argmax(dim=-1)
+    blocks = logits.view(rows, size // 128, 128)
+    block = blocks.amax(dim=-1).argmax(dim=-1)
+    within = blocks[torch.arange(rows, device=logits.device), block].argmax(dim=-1)
+    return block * 128 + within
+
+
+@contextmanager
+def _decoding_layout(model: UnifiedTransformer) -> Iterator[None]:
+    """Store every weight matrix column-major while decoding, restoring row-major afterwards.
+
+    ``F.linear(x, W)`` multiplies by ``W.T``; with ``W`` column-major that is a plain row-major
+    matrix, which CPU GEMMs handle faster when ``x`` has few rows, as in a decoding step (about 10%
+    of a batch-1 greedy decode of the benchmark model). Values are unchanged. Converting costs one
+    copy of each matrix, one matrix at a time, so peak memory grows by the largest matrix only."""
+    if model.embed.weight.device.type != "cpu":
+        yield
+        return
+    matrices = [p for p in model.parameters() if p.dim() == 2]
+    with torch.inference_mode(False), torch.no_grad():
+        for p in matrices:
+            p.data = p.data.t().contiguous().t()
+    try:
+        yield
+    finally:
+        with torch.inference_mode(False), torch.no_grad():
+            for p in matrices:
+                p.data = p.data.contiguous()
 
 
 def _check_grammar_metadata(grammar: Grammar | Sequence[Grammar], vocab: Vocabulary) -> None:
@@ -168,7 +205,6 @@ def generate(
     cfg = config or GenerationConfig()
     enc = _encoder_inputs(inputs)
     batch = enc["input_ids"].shape[0]
-    device = enc["input_ids"].device
     if vocab.size != model.config.vocab_size:
         raise ValueError(f"vocabulary size {vocab.size} != model vocab_size {model.config.vocab_size}")
     if grammar is not None:
@@ -181,6 +217,25 @@ def generate(
         if unconditional_inputs is None:
             raise ValueError("generate: guidance_scale != 1 needs unconditional_inputs (see guidance.py)")
         enc = _pad_cat(enc, _encoder_inputs(unconditional_inputs))
+    with _decoding_layout(model):
+        return _generate(
+            model, enc, batch, vocab, cfg, annotator_factory, grammar, guided, generator, return_logits
+        )
+
+
+def _generate(
+    model: UnifiedTransformer,
+    enc: dict[str, Tensor],
+    batch: int,
+    vocab: Vocabulary,
+    cfg: GenerationConfig,
+    annotator_factory: Callable[[], Annotator] | None,
+    grammar: Grammar | Sequence[Grammar] | None,
+    guided: bool,
+    generator: torch.Generator | None,
+    return_logits: bool,
+) -> GenerationOutput:
+    device = enc["input_ids"].device
     memory = model.encode(**enc)
     # Decoding reads the cross-attention K/V at every step: make them contiguous once (faster kernels).
     memory.cross_kv = [(k.contiguous(), v.contiguous()) for k, v in memory.cross_kv]
@@ -216,7 +271,7 @@ def generate(
         _forbid_invalid_(logits, vocab, forbid_pad)
         if constraint is not None:
             constraint.mask_(logits, cfg.max_new_tokens - t)
-        chosen = _sample(logits, cfg, generator) if cfg.do_sample else logits.argmax(dim=-1)
+        chosen = _sample(logits, cfg, generator) if cfg.do_sample else _argmax(logits)
         chosen = chosen.masked_fill(finished, vocab.pad_id)
         if scores is not None:
             logp = logits.log_softmax(dim=-1).gather(1, chosen[:, None]).squeeze(1)

@@ -4,7 +4,9 @@ One embedding table over the unified vocabulary (tied with the output projection
 modality-type embedding added to every token, pre-norm RMSNorm blocks with SwiGLU MLPs, no biases,
 optional QK-norm, rotary positions (1-D for sequence tokens, 2-D for grid tokens, see rotary.py) and
 ``F.scaled_dot_product_attention`` everywhere. The encoder is bidirectional with a key padding mask;
-the decoder has causal self-attention plus cross-attention to the encoder.
+the decoder has causal self-attention plus cross-attention to the encoder. Packed batches (several
+examples per row, ``input_segment_ids`` / ``decoder_segment_ids`` from the collator) get
+block-diagonal attention: a token attends only to tokens of its own example, on both sides and across.
 
 Initialisation (``UnifiedTransformer._init_weights``): every matrix ~ N(0, ``init_std``), except the
 two residual-branch output projections (attention ``out`` and MLP ``down``) which use
@@ -41,6 +43,7 @@ MODEL_INPUT_KEYS = (
     "decoder_row",
     "decoder_col",
 )
+SEGMENT_KEYS = ("input_segment_ids", "decoder_segment_ids")  # optional: packed batches only
 
 
 @dataclass
@@ -185,6 +188,8 @@ class SelfAttention(nn.Module):
         cache: KVCache | None = None,
         cache_pos: int = 0,
     ) -> Tensor:
+        """``key_mask``: bool, True = attend, broadcasting to ``[B, H, L, keys]``. In a causal layer a
+        given mask replaces the causal one, so it must already be causal (packed decoder rows)."""
         B, L, _ = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.n_heads, self.head_dim)
         # split (not slicing): its backward is one concatenation instead of zero-fill + copy per slice.
@@ -206,7 +211,7 @@ class SelfAttention(nn.Module):
             if causal and cache_pos > 0:
                 raise ValueError("multi-token cached decoding is only supported from position 0")
         else:
-            causal = self.causal
+            causal = self.causal and key_mask is None
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=causal)
         return self.out(y.transpose(1, 2).reshape(B, L, -1))
 
@@ -270,8 +275,9 @@ class DecoderLayer(nn.Module):
         memory_mask: Tensor | None,
         cache: KVCache | None = None,
         cache_pos: int = 0,
+        self_mask: Tensor | None = None,
     ) -> Tensor:
-        x = x + self.self_attn(self.self_norm(x), rotation, None, cache, cache_pos)
+        x = x + self.self_attn(self.self_norm(x), rotation, self_mask, cache, cache_pos)
         x = x + self.cross_attn(self.cross_norm(x), cross_kv, memory_mask)
         return x + self.mlp(self.mlp_norm(x))
 
@@ -283,6 +289,7 @@ class EncoderOutput:
     states: Tensor  # [B, S, d_model]
     key_mask: Tensor | None  # [B, 1, 1, S] bool (True = attend) or None when nothing is padded
     cross_kv: list[tuple[Tensor, Tensor]]
+    segment_ids: Tensor | None = None  # [B, S] packed example of each input token (0 = padding)
 
 
 class UnifiedTransformer(nn.Module):
@@ -328,19 +335,26 @@ class UnifiedTransformer(nn.Module):
         input_row: Tensor,
         input_col: Tensor,
         input_mask: Tensor | None = None,
+        input_segment_ids: Tensor | None = None,
     ) -> EncoderOutput:
-        """Run the encoder and precompute every decoder layer's cross-attention keys/values."""
+        """Run the encoder and precompute every decoder layer's cross-attention keys/values.
+
+        ``input_segment_ids`` (packed rows, ``[B, S]``, 0 on padding): tokens attend only within
+        their own segment; padding attends to padding, so no attention row is empty."""
         if input_mask is not None and not bool(input_mask.any(dim=1).all()):
             raise ValueError("encode: every row of input_mask needs at least one real (True) token")
         key_mask = None
         if input_mask is not None and not bool(input_mask.all()):
             key_mask = input_mask[:, None, None, :]
+        self_mask = key_mask
+        if input_segment_ids is not None:
+            self_mask = (input_segment_ids[:, :, None] == input_segment_ids[:, None, :])[:, None]
         x = self.embed_tokens(input_ids, input_modality)
         rotation = self.rotary.tables(input_position, input_row, input_col)
         for layer in self.encoder_layers:
-            x = layer(x, rotation, key_mask)
+            x = layer(x, rotation, self_mask)
         states = self.encoder_norm(x)
-        return EncoderOutput(states, key_mask, self.cross_keys_values(states))
+        return EncoderOutput(states, key_mask, self.cross_keys_values(states), input_segment_ids)
 
     def cross_keys_values(self, states: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Every decoder layer's cross-attention keys/values of the encoder states. All layers read
@@ -360,14 +374,30 @@ class UnifiedTransformer(nn.Module):
         decoder_col: Tensor,
         caches: list[KVCache] | None = None,
         cache_pos: int = 0,
+        decoder_segment_ids: Tensor | None = None,
     ) -> Tensor:
         """Decoder hidden states ``[B, T, d_model]`` (final-normed). With ``caches`` the new tokens
-        are appended at ``cache_pos`` and attend to the cached prefix."""
+        are appended at ``cache_pos`` and attend to the cached prefix. ``decoder_segment_ids``
+        (packed rows, with ``memory.segment_ids``) restricts self- and cross-attention to each
+        token's own example."""
+        self_mask, cross_mask = None, memory.key_mask
+        if (decoder_segment_ids is None) != (memory.segment_ids is None):
+            raise ValueError("decode: packed rows need both input_segment_ids and decoder_segment_ids")
+        if decoder_segment_ids is not None:
+            if caches is not None:
+                raise ValueError("decode: cached decoding does not support packed (segment id) rows")
+            T = decoder_segment_ids.shape[1]
+            causal = torch.ones(T, T, dtype=torch.bool, device=decoder_segment_ids.device).tril()
+            same = decoder_segment_ids[:, :, None] == decoder_segment_ids[:, None, :]
+            self_mask = (same & causal)[:, None]
+            # Decoder padding (segment 0) may read every input token: an all-False row would give NaN.
+            cross = decoder_segment_ids[:, :, None] == memory.segment_ids[:, None, :]
+            cross_mask = (cross | (decoder_segment_ids == 0)[:, :, None])[:, None]
         x = self.embed_tokens(decoder_input_ids, decoder_modality)
         rotation = self.rotary.tables(decoder_position, decoder_row, decoder_col)
         for i, layer in enumerate(self.decoder_layers):
             cache = caches[i] if caches is not None else None
-            x = layer(x, rotation, memory.cross_kv[i], memory.key_mask, cache, cache_pos)
+            x = layer(x, rotation, memory.cross_kv[i], cross_mask, cache, cache_pos, self_mask)
         return self.decoder_norm(x)
 
     def logits(self, hidden: Tensor) -> Tensor:
@@ -394,24 +424,38 @@ class UnifiedTransformer(nn.Module):
         decoder_row: Tensor,
         decoder_col: Tensor,
         decoder_mask: Tensor | None = None,
+        input_segment_ids: Tensor | None = None,
+        decoder_segment_ids: Tensor | None = None,
     ) -> Tensor:
         """Teacher-forced logits ``[B, T, vocab_size]``.
 
         ``decoder_mask`` is accepted for symmetry with the batch but not needed: decoder padding is
         at the end, so causal attention never lets a real token see a padded one; padded positions
-        produce logits that the loss ignores (target -100)."""
-        memory = self.encode(input_ids, input_modality, input_position, input_row, input_col, input_mask)
+        produce logits that the loss ignores (target -100). Segment ids (packed batches, both or
+        neither) give block-diagonal attention, so each packed example gets the logits it would get
+        alone."""
+        memory = self.encode(
+            input_ids, input_modality, input_position, input_row, input_col, input_mask, input_segment_ids
+        )
         hidden = self.decode(
-            memory, decoder_input_ids, decoder_modality, decoder_position, decoder_row, decoder_col
+            memory,
+            decoder_input_ids,
+            decoder_modality,
+            decoder_position,
+            decoder_row,
+            decoder_col,
+            decoder_segment_ids=decoder_segment_ids,
         )
         return self.logits(hidden)
 
     def forward_batch(self, batch: Mapping[str, Tensor]) -> Tensor:
-        """``forward`` on a collated batch dict (extra keys such as ``targets`` are ignored)."""
+        """``forward`` on a collated batch dict (extra keys such as ``targets`` are ignored; segment
+        ids of a packed batch are used)."""
         missing = [k for k in MODEL_INPUT_KEYS if k not in batch]
         if missing:
             raise KeyError(f"batch is missing model inputs {missing}; it has {sorted(batch)}")
-        return self(**{k: batch[k] for k in MODEL_INPUT_KEYS})
+        segments = {k: batch[k] for k in SEGMENT_KEYS if k in batch}
+        return self(**{k: batch[k] for k in MODEL_INPUT_KEYS}, **segments)
 
 
 def model_config_from_dict(data: Mapping, source: str = "model config") -> ModelConfig:

@@ -16,8 +16,9 @@ Ground truth:
 - label: the kind of the largest shape (for classification)
 
 Rasterisation is numpy on pixel centres; no anti-aliasing, so masks and pixels agree exactly.
-Whether an object is a person is drawn from a second random stream of the record, so scenes without
-people are the same as with `kinds` lacking "person".
+Whether an object is a person is drawn from a second random stream of the record, so a scene in which
+no object was drawn as a person is the scene `kinds` without "person" gives (its questions may add
+"how many people are there?" -> "zero").
 """
 
 from __future__ import annotations
