@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: install  ## fast tests (no `slow` marker); < 2 minutes on 2 CPU cores
-	$(PYTEST) -m "not slow" -q
+	$(PYTEST) -m "not slow" -q -n 2 --durations=10
 
 test-slow: install  ## long tests: real-data integration and training runs
 	$(PYTEST) -m slow -q

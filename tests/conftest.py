@@ -6,11 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from unio.tokenizers.builtin_text import builtin_corpus
 from unio.tokenizers.text import TextTokenizer, TextTokenizerConfig
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# Tests are many small ops: one intra-op thread per process avoids oversubscribing the cores
+# (`make test` runs two pytest-xdist workers on a 2-core machine).
+torch.set_num_threads(1)
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
