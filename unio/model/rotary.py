@@ -53,12 +53,5 @@ def apply_rotary(x: Tensor, rotation: Tensor) -> Tensor:
     dtype = x.dtype
     if dtype not in (torch.float32, torch.float64):
         x = x.float()  # complex arithmetic needs fp32; low-precision activations round-trip
-    if torch.compiler.is_compiling():
-        # Inductor generates no code for complex arithmetic: spelled out in reals, the rotation fuses
-        # with its neighbours under torch.compile (eager keeps the single complex kernel).
-        cos, sin = torch.view_as_real(rotation).unbind(-1)
-        even, odd = x.unflatten(-1, (-1, 2)).unbind(-1)
-        rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
-        return rotated.flatten(-2).to(dtype)
     pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
     return torch.view_as_real(pairs * rotation).flatten(-2).to(dtype)
