@@ -165,3 +165,18 @@ def test_generation_config_errors():
     model = tiny_model()
     with pytest.raises(KeyError, match="input_mask"):
         generate(model, {"input_ids": text_ids(1, 3)}, VOCAB)
+
+
+def test_generate_restores_weight_layout_and_values():
+    from unio.model.generate import _argmax
+
+    model = tiny_model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    identity = {n: p for n, p in model.named_parameters()}
+    generate(model, make_inputs(text_ids(2, 6)), VOCAB, GenerationConfig(max_new_tokens=4))
+    for name, param in model.named_parameters():
+        assert param is identity[name] and param.is_contiguous(), name
+        assert torch.equal(param, before[name]), name
+    logits = torch.randn(5, VOCAB.size)
+    logits[1, 7] = logits[1, 300] = logits[1].max() + 1  # a tie resolves to the first index
+    assert torch.equal(_argmax(logits), logits.argmax(dim=-1))

@@ -289,3 +289,23 @@ def test_segment_ids_are_needed_on_both_sides():
     enc, dec = make_inputs(text_ids(1, 8)), make_inputs(text_ids(1, 4, seed=1), "decoder")
     with pytest.raises(ValueError, match="both input_segment_ids and decoder_segment_ids"):
         model(**enc, **dec, input_segment_ids=torch.ones(1, 8, dtype=torch.long))
+
+
+@pytest.mark.slow
+def test_compiled_model_matches_eager_logits_and_gradients():
+    from unio.model.compile import compile_model
+
+    model = tiny_model().train()
+    enc, dec = make_inputs(text_ids(2, 8)), make_inputs(text_ids(2, 8, seed=1), "decoder")
+    enc["input_mask"][1, 6:] = False
+    eager = model(**enc, **dec)
+    eager.square().mean().backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    compiled = compile_model(model)(**enc, **dec)
+    compiled.square().mean().backward()
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-4)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, expected[name], atol=1e-5, rtol=1e-4, msg=name)
+    with pytest.raises(TypeError, match="UnifiedTransformer"):
+        compile_model(torch.nn.Linear(2, 2))

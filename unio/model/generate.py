@@ -152,11 +152,18 @@ def _decoding_layout(model: UnifiedTransformer) -> Iterator[None]:
     ``F.linear(x, W)`` multiplies by ``W.T``; with ``W`` column-major that is a plain row-major
     matrix, which CPU GEMMs handle faster when ``x`` has few rows, as in a decoding step (about 10%
     of a batch-1 greedy decode of the benchmark model). Values are unchanged. Converting costs one
-    copy of each matrix, one matrix at a time, so peak memory grows by the largest matrix only."""
+    copy of each matrix, one matrix at a time, so peak memory grows by the largest matrix only; the
+    parameters keep their identity (optimisers are unaffected) but get new storage."""
     if model.embed.weight.device.type != "cpu":
         yield
         return
-    matrices = [p for p in model.parameters() if p.dim() == 2]
+    # Only plain, self-owned row-major matrices: a parameter that is a view into a shared buffer
+    # (e.g. an FSDP flat parameter) must keep its storage, so it is left as it is.
+    matrices = [
+        p
+        for p in model.parameters()
+        if p.dim() == 2 and type(p.data) is torch.Tensor and p.data._base is None and p.is_contiguous()
+    ]
     with torch.inference_mode(False), torch.no_grad():
         for p in matrices:
             p.data = p.data.t().contiguous().t()
