@@ -341,10 +341,13 @@ class UnifiedTransformer(nn.Module):
 
         ``input_segment_ids`` (packed rows, ``[B, S]``, 0 on padding): tokens attend only within
         their own segment; padding attends to padding, so no attention row is empty."""
-        if input_mask is not None and not bool(input_mask.any(dim=1).all()):
+        # Data-dependent checks read tensor values (a graph break under torch.compile): skip them when
+        # compiling and always pass the mask, which gives the same result.
+        compiling = torch.compiler.is_compiling()
+        if input_mask is not None and not compiling and not bool(input_mask.any(dim=1).all()):
             raise ValueError("encode: every row of input_mask needs at least one real (True) token")
         key_mask = None
-        if input_mask is not None and not bool(input_mask.all()):
+        if input_mask is not None and (compiling or not bool(input_mask.all())):
             key_mask = input_mask[:, None, None, :]
         self_mask = key_mask
         if input_segment_ids is not None:
