@@ -22,15 +22,6 @@ from unio.tokenizers.saved import from_pretrained, read_saved_config, save_pretr
 from unio.tokenizers.vq import AutoencoderConfig, QuantizerConfig
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models gain nothing from intra-op threads, and spinning threads stall on a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_image_tokenizer(kind: str = "vq", resolution: int = 16) -> ImageTokenizer:
     torch.manual_seed(0)
     quantizer = QuantizerConfig(kind=kind, codebook_size=64, levels=[8, 8, 8], tokens_per_batch=128)

@@ -13,15 +13,6 @@ from unio.tokenizers.saved import from_pretrained, save_pretrained
 from unio.tokenizers.vq import AutoencoderConfig, QuantizerConfig
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models gain nothing from intra-op threads, and spinning threads stall on a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def tokenizer() -> MaskTokenizer:
     torch.manual_seed(0)

@@ -20,16 +20,6 @@ from unio.tokenizers.saved import build_tokenizer, from_pretrained
 from unio.tokenizers.vq import config_from_dict
 from unio.train.tokenizer_trainer import TokenizerTrainConfig, lr_factor
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models gain nothing from intra-op threads, and spinning threads stall on a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 PRESETS = sorted(

@@ -7,16 +7,6 @@ import torch
 
 from unio.tokenizers.vq import AutoencoderConfig, QuantizerConfig, VQAutoencoder, config_from_dict
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models gain nothing from intra-op threads, and spinning threads stall on a shared CPU."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 QUANTIZERS = {
     "vq": QuantizerConfig(kind="vq", codebook_size=64, tokens_per_batch=32),
     "fsq": QuantizerConfig(kind="fsq", levels=[5, 5, 3]),
