@@ -222,11 +222,6 @@ class Vocabulary:
         except KeyError:
             raise KeyError(f"unknown special token '{name}'") from None
 
-    def token_name(self, token_id: int) -> str:
-        if not 0 <= token_id < len(self.special_tokens):
-            raise ValueError(f"id {token_id} is not a special token")
-        return self.special_tokens[token_id]
-
     @property
     def pad_id(self) -> int:
         return self._special_index["<pad>"]

@@ -138,9 +138,6 @@ class TextTokenizer:
     def piece(self, token_id: int) -> str:
         return self._sp.id_to_piece(int(token_id))
 
-    def config_dict(self) -> dict:
-        return {"vocab_size": self.vocab_size, "fingerprint": self.fingerprint, "source": self.source}
-
 
 def _iter_sentences(texts: Iterable[str] | Sequence[str | os.PathLike]) -> Iterator[str]:
     for item in texts:
