@@ -7,6 +7,7 @@ import torch
 
 from tests.test_model import VOCAB, make_inputs, text_ids, tiny_model
 from unio.grammar import grid
+from unio.model.cpu_weights import decoding_weights, mkl_packing_available
 from unio.model.generate import GenerationConfig, generate
 from unio.model.guidance import null_condition
 from unio.sequence import Annotator, SequenceCodec
@@ -180,3 +181,23 @@ def test_generate_restores_weight_layout_and_values():
     logits = torch.randn(5, VOCAB.size)
     logits[1, 7] = logits[1, 300] = logits[1].max() + 1  # a tie resolves to the first index
     assert torch.equal(_argmax(logits), logits.argmax(dim=-1))
+
+
+@pytest.mark.skipif(not mkl_packing_available(), reason="this torch build has no MKL packed GEMM")
+def test_decoding_steps_use_packed_weights_then_drop_them():
+    model = tiny_model()
+    x = torch.randn(3, 1, model.config.d_model)
+    layer = model.decoder_layers[0].mlp.gate_up
+    with torch.no_grad():
+        expected = torch.nn.functional.linear(x, layer.weight)
+    with decoding_weights(model, rows=3):
+        assert layer.packed is not None and model.output_packed is not None
+        assert model.decoder_layers[0].cross_attn.kv.packed is None  # computed once, not per step
+        assert model.encoder_layers[0].mlp.gate_up.packed is None
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), expected)
+            torch.testing.assert_close(layer(x[:2]), expected[:2])  # other row counts: plain path
+    assert layer.packed is None and model.output_packed is None
+    with decoding_weights(model, rows=1):  # one row: column-major instead of packing
+        assert layer.packed is None and not layer.weight.is_contiguous()
+    assert layer.weight.is_contiguous()

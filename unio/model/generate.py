@@ -15,8 +15,7 @@ per-row `unio.sequence.Annotator` computes it from the tokens so far, exactly as
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +24,7 @@ from torch import Tensor
 
 from unio.grammar import Grammar
 from unio.model.constraints import GrammarConstraint
+from unio.model.cpu_weights import decoding_weights
 from unio.model.transformer import EncoderOutput, UnifiedTransformer
 from unio.sequence import Annotator
 from unio.vocab import GRID_MODALITIES, MODALITIES, Vocabulary
@@ -145,36 +145,6 @@ def _argmax(logits: Tensor) -> Tensor:
     return block * 128 + within
 
 
-@contextmanager
-def _decoding_layout(model: UnifiedTransformer) -> Iterator[None]:
-    """Store every weight matrix column-major while decoding, restoring row-major afterwards.
-
-    ``F.linear(x, W)`` multiplies by ``W.T``; with ``W`` column-major that is a plain row-major
-    matrix, which CPU GEMMs handle faster when ``x`` has few rows, as in a decoding step (about 10%
-    of a batch-1 greedy decode of the benchmark model). Values are unchanged. Converting costs one
-    copy of each matrix, one matrix at a time, so peak memory grows by the largest matrix only; the
-    parameters keep their identity (optimisers are unaffected) but get new storage."""
-    if model.embed.weight.device.type != "cpu":
-        yield
-        return
-    # Only plain, self-owned row-major matrices: a parameter that is a view into a shared buffer
-    # (e.g. an FSDP flat parameter) must keep its storage, so it is left as it is.
-    matrices = [
-        p
-        for p in model.parameters()
-        if p.dim() == 2 and type(p.data) is torch.Tensor and p.data._base is None and p.is_contiguous()
-    ]
-    with torch.inference_mode(False), torch.no_grad():
-        for p in matrices:
-            p.data = p.data.t().contiguous().t()
-    try:
-        yield
-    finally:
-        with torch.inference_mode(False), torch.no_grad():
-            for p in matrices:
-                p.data = p.data.contiguous()
-
-
 def _check_grammar_metadata(grammar: Grammar | Sequence[Grammar], vocab: Vocabulary) -> None:
     """Grid codes need an annotator for their row/column: refuse to generate them without one."""
     grammars = [grammar] if isinstance(grammar, Grammar) else list(grammar)
@@ -224,7 +194,8 @@ def generate(
         if unconditional_inputs is None:
             raise ValueError("generate: guidance_scale != 1 needs unconditional_inputs (see guidance.py)")
         enc = _pad_cat(enc, _encoder_inputs(unconditional_inputs))
-    with _decoding_layout(model):
+    rows = batch * (2 if guided else 1) * cfg.num_beams  # rows of every decoding step
+    with decoding_weights(model, rows):
         return _generate(
             model, enc, batch, vocab, cfg, annotator_factory, grammar, guided, generator, return_logits
         )

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from unio.model.cpu_weights import Linear, PackedWeight, linear
 from unio.model.rotary import Rotary, apply_rotary
 from unio.vocab import MODALITIES, Vocabulary
 
@@ -150,8 +151,8 @@ class SwiGLU(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int) -> None:
         super().__init__()
-        self.gate_up = nn.Linear(d_model, 2 * d_ff, bias=False)
-        self.down = nn.Linear(d_ff, d_model, bias=False)
+        self.gate_up = Linear(d_model, 2 * d_ff)
+        self.down = Linear(d_ff, d_model)
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.gate_up(x).chunk(2, dim=-1)
@@ -175,8 +176,8 @@ class SelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig, causal: bool) -> None:
         super().__init__()
         self.n_heads, self.head_dim, self.causal = cfg.n_heads, cfg.head_dim, causal
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.inner_dim, bias=False)
-        self.out = nn.Linear(cfg.inner_dim, cfg.d_model, bias=False)
+        self.qkv = Linear(cfg.d_model, 3 * cfg.inner_dim)
+        self.out = Linear(cfg.inner_dim, cfg.d_model)
         self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
 
@@ -220,9 +221,9 @@ class CrossAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.n_heads, self.head_dim = cfg.n_heads, cfg.head_dim
-        self.q = nn.Linear(cfg.d_model, cfg.inner_dim, bias=False)
-        self.kv = nn.Linear(cfg.d_model, 2 * cfg.inner_dim, bias=False)
-        self.out = nn.Linear(cfg.inner_dim, cfg.d_model, bias=False)
+        self.q = Linear(cfg.d_model, cfg.inner_dim)
+        self.kv = Linear(cfg.d_model, 2 * cfg.inner_dim)
+        self.out = Linear(cfg.inner_dim, cfg.d_model)
         self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps) if cfg.qk_norm else None
 
@@ -294,6 +295,8 @@ class EncoderOutput:
 
 class UnifiedTransformer(nn.Module):
     """Encoder-decoder over the unified vocabulary. ``forward(**model_inputs) -> logits [B, T, V]``."""
+
+    output_packed: PackedWeight | None = None  # set while decoding on CPU (cpu_weights.py)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -405,7 +408,7 @@ class UnifiedTransformer(nn.Module):
 
     def logits(self, hidden: Tensor) -> Tensor:
         """Tied output projection."""
-        return F.linear(hidden, self.embed.weight)
+        return linear(hidden, self.embed.weight, self.output_packed)
 
     def new_caches(self, batch_size: int, max_len: int) -> list[KVCache]:
         cfg, w = self.config, self.embed.weight
