@@ -227,7 +227,7 @@ def _generate(
     rows = 2 * batch if guided else batch
     caches = model.new_caches(rows, cfg.max_new_tokens)
     # <pad> is for finished rows only (forced below); a grammar already allows it only when finished.
-    forbid_pad = constraint is None
+    invalid = _invalid_bias(vocab, forbid_pad=constraint is None, device=device)
     tokens = torch.full((batch, cfg.max_new_tokens), vocab.pad_id, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     scores = torch.zeros(batch, device=device) if cfg.output_scores else None
@@ -246,11 +246,12 @@ def _generate(
             logits = uncond + cfg.guidance_scale * (cond - uncond)
         if step_logits is not None:
             step_logits.append(logits.clone())
-        _forbid_invalid_(logits, vocab, forbid_pad)
+        logits += invalid
         if constraint is not None:
             constraint.mask_(logits, cfg.max_new_tokens - t)
         chosen = _sample(logits, cfg, generator) if cfg.do_sample else _argmax(logits)
-        chosen = chosen.masked_fill(finished, vocab.pad_id)
+        if cfg.stop_at_eos:  # otherwise no row ever finishes
+            chosen = chosen.masked_fill(finished, vocab.pad_id)
         if scores is not None:
             logp = logits.log_softmax(dim=-1).gather(1, chosen[:, None]).squeeze(1)
             scores += logp.masked_fill(finished, 0.0)
@@ -268,11 +269,14 @@ def _generate(
     return GenerationOutput(tokens, _lengths(tokens, vocab), finished, scores, step_logits)
 
 
-def _forbid_invalid_(logits: Tensor, vocab: Vocabulary, forbid_pad: bool) -> None:
-    """-inf for vocabulary padding ids (never valid) and, unless a grammar handles it, <pad>."""
-    logits[:, vocab.used_size :] = float("-inf")
+def _invalid_bias(vocab: Vocabulary, forbid_pad: bool, device: torch.device) -> Tensor:
+    """``[V]`` additive logits bias: -inf for vocabulary padding ids (never valid) and, unless a
+    grammar handles it, <pad>; 0 elsewhere. One add per step instead of indexed writes."""
+    bias = torch.zeros(vocab.size, device=device)
+    bias[vocab.used_size :] = float("-inf")
     if forbid_pad:
-        logits[:, vocab.pad_id] = float("-inf")
+        bias[vocab.pad_id] = float("-inf")
+    return bias
 
 
 def _lengths(tokens: Tensor, vocab: Vocabulary) -> Tensor:
@@ -303,6 +307,7 @@ def _beam_search(
     if constraint is not None:
         constraint.repeat_interleave(K)
     caches = model.new_caches(rows, T)
+    invalid = _invalid_bias(vocab, forbid_pad=constraint is None, device=device)
     scores = torch.zeros(batch, K, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
     history = torch.full((rows, T), vocab.pad_id, dtype=torch.long, device=device)
@@ -315,7 +320,7 @@ def _beam_search(
         position = torch.full((rows, 1), t, dtype=torch.long, device=device)
         hidden = model.decode(memory, current, modality, position, row, col, caches, t)
         logits = model.logits(hidden[:, -1]).float()
-        _forbid_invalid_(logits, vocab, forbid_pad=constraint is None)
+        logits += invalid
         if constraint is not None:
             constraint.mask_(logits, T - t)
         logp = logits.log_softmax(dim=-1)

@@ -133,17 +133,20 @@ class ModelConfig:
 class RMSNorm(nn.Module):
     """``weight * x / (rms(x) + eps)``, rms over the last dimension.
 
-    Computed from one ``vector_norm`` reduction (rms = norm / sqrt(dim)); fewer full-size passes
-    than ``x * rsqrt(mean(x^2) + eps)`` forward and backward, which matters on memory-bound CPUs."""
+    ``rms + eps`` is one fused ``add(eps, norm, alpha=1/sqrt(dim))`` of a single ``vector_norm``
+    reduction, with ``eps`` a 0-dim buffer: four kernels forward and no Python scalars to wrap, which
+    halves the cost of the tiny per-token norms of a decoding step (13 per step) and is the fastest
+    eager variant we measured for training too."""
 
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
-        self.eps, self.inv_sqrt_dim = eps, dim**-0.5
+        self.inv_sqrt_dim = dim**-0.5
         self.weight = nn.Parameter(torch.ones(dim))
+        self.register_buffer("eps", torch.tensor(eps), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True) * self.inv_sqrt_dim
-        return x * (rms + self.eps).reciprocal() * self.weight
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        return x * torch.add(self.eps, norm, alpha=self.inv_sqrt_dim).reciprocal() * self.weight
 
 
 class SwiGLU(nn.Module):
