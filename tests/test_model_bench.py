@@ -47,6 +47,7 @@ def test_benchmark_runs_at_toy_size():
         decode_tokens=9,
         decode_input_len=8,
         decode_repeats=1,
+        constrained_repeats=1,
         constrained_grid=(2, 3),
         peak_matmul_size=256,
     )
