@@ -2,10 +2,10 @@
 
 Both models get the same width, depth, heads, head size, FFN (gated, 3 matrices: SwiGLU vs T5 v1.1
 gated-GELU), tied embeddings, no dropout, the same vocabulary size and the same random inputs.
-Measurements alternate unio / HF call by call and report the best (minimum) wall time of each side:
-on a shared VM, load from other processes and hypervisor steal time only ever slow a call down, so
-the minimum is the steadiest estimate of each side's own speed (as ``timeit`` recommends); medians
-of this process's CPU time are printed beside it. Reported:
+Measurements alternate unio / HF call by call. Each ratio is the median over rounds of the ratio of
+two back-to-back calls (a paired comparison: on a shared VM, load from other processes and
+hypervisor steal drift over seconds and would otherwise land on one side only); absolute times and
+tokens/s are each side's best call. The same ratios from this process's CPU time are printed too. Reported:
 
 - train step (forward + backward + fused AdamW, the same optimiser on both sides) tokens/s, tokens = batch * (input + target), for unio
   eager and unio compiled (`unio.model.compile.compile_model`, the recommended training path; the
@@ -63,22 +63,34 @@ class BenchConfig:
     seed: int = 0
 
 
-def _timed_pairs(
-    fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Best (minimum) wall time and median CPU time (this process) of each callable, calls
-    interleaved (a, b, a, b, ...) so both sides see the same background load."""
-    wall: dict[str, list[float]] = {k: [] for k in fns}
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
+@dataclass
+class Timings:
+    """Interleaved wall and CPU times (this process) per callable, one sample per round."""
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+    def best(self, name: str) -> float:
+        return min(self.wall[name])
+
+    def ratio(self, num: str, den: str, cpu: bool = False) -> float:
+        """Median over rounds of ``num_i / den_i``: each pair ran back to back under the same
+        background load, so slow drifts and bursts of steal cancel out of the ratio."""
+        times = self.cpu if cpu else self.wall
+        return statistics.median(a / b for a, b in zip(times[num], times[den]))
+
+
+def _timed_pairs(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> Timings:
+    """Run the callables in interleaved rounds (a, b, a, b, ...) and record every call."""
+    timings = Timings({k: [] for k in fns}, {k: [] for k in fns})
     for i in range(warmup + repeats):
         for name, fn in fns.items():
             start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             if i >= warmup:
-                wall[name].append(time.perf_counter() - start)
-                cpu[name].append(time.process_time() - start_cpu)
-    best = {k: min(v) for k, v in wall.items()}
-    return best, {k: statistics.median(v) for k, v in cpu.items()}
+                timings.wall[name].append(time.perf_counter() - start)
+                timings.cpu[name].append(time.process_time() - start_cpu)
+    return timings
 
 
 def matmul_peak_flops(size: int = 2048, repeats: int = 8) -> float:
@@ -221,7 +233,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
         log(f"unio compile (first compiled train step): {compile_seconds:.1f} s")
         steps = {"unio": unio_step, "unio_compiled": unio_compiled_step, "hf": hf_step}
     peak_before = matmul_peak_flops(cfg.peak_matmul_size)
-    train, train_cpu = _timed_pairs(steps, cfg.train_repeats, warmup=2)
+    train_timings = _timed_pairs(steps, cfg.train_repeats, warmup=2)
+    train = {k: train_timings.best(k) for k in steps}
     log(
         "train step: "
         + ", ".join(f"{k} {v:.3f} s" for k, v in train.items())
@@ -241,7 +254,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
     hf_model.generation_config.eos_token_id = None  # always decode the full length, like unio below
     hf_model.generation_config.pad_token_id = 0
     decode: dict[int, dict[str, float]] = {}
-    decode_cpu: dict[int, dict[str, float]] = {}
+    decode_timings: dict[int, Timings] = {}
     for db in (1, 16):
         ids = torch.randint(text_lo, text_lo + cfg.text_size, (db, cfg.decode_input_len), generator=gen)
         enc = _unio_inputs(ids, "input")
@@ -263,7 +276,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
                 )
             assert out.shape[1] == cfg.decode_tokens + 1  # + decoder start token
 
-        decode[db], decode_cpu[db] = _timed_pairs({"unio": unio_decode, "hf": hf_decode}, cfg.decode_repeats)
+        decode_timings[db] = _timed_pairs({"unio": unio_decode, "hf": hf_decode}, cfg.decode_repeats)
+        decode[db] = {k: decode_timings[db].best(k) for k in ("unio", "hf")}
         log(f"greedy decode batch {db}: unio {decode[db]['unio']:.2f} s, HF {decode[db]['hf']:.2f} s")
 
     # ------------------------------------------------------------------ constrained decoding
@@ -271,8 +285,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
     codec = SequenceCodec(vocab, text_tok, {"image": tuple(cfg.constrained_grid)})
     grammar = grid(codec, "image")
     steps = grammar.compiled.min_length()
-    constrained: dict[int, dict[str, float]] = {}
-    constrained_cpu: dict[int, dict[str, float]] = {}
+    constrained_timings: dict[int, Timings] = {}
     outputs: list[torch.Tensor] = []
     for db in (1, 16):
         ids = torch.randint(text_lo, text_lo + cfg.text_size, (db, cfg.decode_input_len), generator=gen)
@@ -289,7 +302,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
             )
             outputs.append(out.tokens)
 
-        constrained[db], constrained_cpu[db] = _timed_pairs(
+        constrained_timings[db] = _timed_pairs(
             {"free": free, "grammar": constrained_run}, cfg.constrained_repeats
         )
 
@@ -297,18 +310,20 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
 
     # ------------------------------------------------------------------ report
     result = {
-        "train_speedup_vs_hf": train["hf"] / train[main],
-        "decode_speedup_vs_hf": decode[1]["hf"] / decode[1]["unio"],
-        "decode_batch16_speedup_vs_hf": decode[16]["hf"] / decode[16]["unio"],
-        "constrained_overhead": max(c["grammar"] / c["free"] - 1 for c in constrained.values()),
+        "train_speedup_vs_hf": train_timings.ratio("hf", main),
+        "decode_speedup_vs_hf": decode_timings[1].ratio("hf", "unio"),
+        "decode_batch16_speedup_vs_hf": decode_timings[16].ratio("hf", "unio"),
+        "constrained_overhead": max(c.ratio("grammar", "free") - 1 for c in constrained_timings.values()),
         "train_flops_fraction_of_matmul_peak": flops / train[main] / peak,
-        "train_speedup_vs_hf_cpu": train_cpu["hf"] / train_cpu[main],
-        "train_speedup_vs_hf_eager": train["hf"] / train["unio"],
-        "train_speedup_vs_hf_eager_cpu": train_cpu["hf"] / train_cpu["unio"],
+        "train_speedup_vs_hf_cpu": train_timings.ratio("hf", main, cpu=True),
+        "train_speedup_vs_hf_eager": train_timings.ratio("hf", "unio"),
+        "train_speedup_vs_hf_eager_cpu": train_timings.ratio("hf", "unio", cpu=True),
         "compile_seconds": compile_seconds,
-        "decode_speedup_vs_hf_cpu": decode_cpu[1]["hf"] / decode_cpu[1]["unio"],
-        "decode_batch16_speedup_vs_hf_cpu": decode_cpu[16]["hf"] / decode_cpu[16]["unio"],
-        "constrained_overhead_cpu": max(c["grammar"] / c["free"] - 1 for c in constrained_cpu.values()),
+        "decode_speedup_vs_hf_cpu": decode_timings[1].ratio("hf", "unio", cpu=True),
+        "decode_batch16_speedup_vs_hf_cpu": decode_timings[16].ratio("hf", "unio", cpu=True),
+        "constrained_overhead_cpu": max(
+            c.ratio("grammar", "free", cpu=True) - 1 for c in constrained_timings.values()
+        ),
         "hf_train_flops_fraction_of_matmul_peak": flops / train["hf"] / peak,
         "matmul_peak_gflops": peak / 1e9,
         "train_tokens_per_s_unio": tokens / train[main],
@@ -323,39 +338,41 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
         "state_mib_unio": state["unio"] / 2**20,
         "state_mib_hf": state["hf"] / 2**20,
     }
+    # (name, unio, HF, unio/HF): speed rows show each side's best call and the paired-median ratio.
+    speedup = result["train_speedup_vs_hf_eager"]
     rows = [
-        ("train step tokens/s, unio eager", result["train_tokens_per_s_unio_eager"], tokens / train["hf"]),
-        ("  fraction of matmul peak", flops / train["unio"] / peak, flops / train["hf"] / peak),
+        ("train step tokens/s, unio eager", tokens / train["unio"], tokens / train["hf"], speedup),
+        ("  fraction of matmul peak", flops / train["unio"] / peak, flops / train["hf"] / peak, speedup),
     ]
     if compiled_model is not None:
+        speedup = result["train_speedup_vs_hf"]
         rows += [
-            ("train step tokens/s, unio compiled", result["train_tokens_per_s_unio"], tokens / train["hf"]),
-            (
-                "  fraction of matmul peak",
-                result["train_flops_fraction_of_matmul_peak"],
-                result["hf_train_flops_fraction_of_matmul_peak"],
-            ),
+            ("train step tokens/s, unio compiled", tokens / train[main], tokens / train["hf"], speedup),
+            ("  fraction of matmul peak", flops / train[main] / peak, flops / train["hf"] / peak, speedup),
         ]
-    rows += [
-        (
-            "greedy decode tokens/s, batch 1",
-            result["decode_tokens_per_s_unio_b1"],
-            result["decode_tokens_per_s_hf_b1"],
-        ),
-        (
-            "greedy decode tokens/s, batch 16",
-            result["decode_tokens_per_s_unio_b16"],
-            result["decode_tokens_per_s_hf_b16"],
-        ),
-        ("train step peak activations MiB", result["train_peak_mib_unio"], result["train_peak_mib_hf"]),
-        ("params + AdamW state MiB", result["state_mib_unio"], result["state_mib_hf"]),
-    ]
+    for db, key in ((1, "decode_speedup_vs_hf"), (16, "decode_batch16_speedup_vs_hf")):
+        per_s = db * cfg.decode_tokens
+        rows.append(
+            (
+                f"greedy decode tokens/s, batch {db}",
+                per_s / decode[db]["unio"],
+                per_s / decode[db]["hf"],
+                result[key],
+            )
+        )
+    for name, key in (
+        ("train step peak activations MiB", "train_peak_mib"),
+        ("params + AdamW state MiB", "state_mib"),
+    ):
+        unio_value, hf_value = result[f"{key}_unio"], result[f"{key}_hf"]
+        rows.append((name, unio_value, hf_value, unio_value / hf_value))
     log("")
     log(f"config: {json.dumps(asdict(cfg))}")
     log(f"matmul peak (fp32, best {cfg.peak_matmul_size}^3 matmul): {peak / 1e9:.1f} GFLOP/s")
+    log("speed: each side's best call; unio/HF: median over rounds of back-to-back paired ratios")
     log(f"{'measurement (wall clock)':<36}{'unio':>12}{'HF T5':>12}{'unio/HF':>10}")
-    for name, u, h in rows:
-        log(f"{name:<36}{u:>12.2f}{h:>12.2f}{u / h:>10.2f}")
+    for name, u, h, ratio in rows:
+        log(f"{name:<36}{u:>12.2f}{h:>12.2f}{ratio:>10.2f}")
     log(
         "unio/HF by CPU time: train {:.2f} (eager {:.2f}), decode batch 1 {:.2f}, "
         "decode batch 16 {:.2f}".format(
@@ -365,11 +382,10 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
             result["decode_batch16_speedup_vs_hf_cpu"],
         )
     )
-    for db, c in constrained.items():
-        cc = constrained_cpu[db]
+    for db, timings in constrained_timings.items():
         log(
-            f"constrained ({grammar.name}) batch {db}: {c['grammar'] * 1e3:.0f} ms vs free "
-            f"{c['free'] * 1e3:.0f} ms, overhead {100 * (c['grammar'] / c['free'] - 1):+.1f}% "
-            f"(CPU time {100 * (cc['grammar'] / cc['free'] - 1):+.1f}%)"
+            f"constrained ({grammar.name}) batch {db}: best {timings.best('grammar') * 1e3:.0f} ms vs free "
+            f"{timings.best('free') * 1e3:.0f} ms, overhead {100 * (timings.ratio('grammar', 'free') - 1):+.1f}% "
+            f"(CPU time {100 * (timings.ratio('grammar', 'free', cpu=True) - 1):+.1f}%)"
         )
     return result
