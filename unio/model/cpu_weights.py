@@ -97,8 +97,10 @@ def decoding_weights(model: nn.Module, rows: int) -> Iterator[None]:
     ]
     packed_bytes = sum(m.weight.numel() * m.weight.element_size() for m in step_layers)
     packed_bytes += model.embed.weight.numel() * model.embed.weight.element_size()
-    fp32 = model.embed.weight.dtype == torch.float32  # MKL's packed GEMM is sgemm only
-    if rows >= PACK_MIN_ROWS and fp32 and packed_bytes <= PACK_MAX_BYTES and mkl_packing_available():
+    weights = [m.weight for m in step_layers] + [model.embed.weight]
+    # MKL's packed GEMM is sgemm on plain tensors only (not e.g. FSDP's sharded DTensor parameters).
+    packable = all(type(w.data) is torch.Tensor and w.dtype == torch.float32 for w in weights)
+    if rows >= PACK_MIN_ROWS and packable and packed_bytes <= PACK_MAX_BYTES and mkl_packing_available():
         for m in step_layers:
             m.packed = pack(m.weight, rows)
         model.output_packed = pack(model.embed.weight, rows)
