@@ -9,6 +9,7 @@ from functools import partial
 import numpy as np
 import pytest
 
+from tests.test_transforms import dilate
 from unio.data.record import COCO_KEYPOINT_NAMES
 from unio.data.sources import build_source
 from unio.data.sources.shapes import (
@@ -192,13 +193,3 @@ def test_scenes_without_people_do_not_change_when_people_are_enabled() -> None:
 def labelled_point(keypoints: np.ndarray, name: str) -> np.ndarray | None:
     point = keypoints[COCO_KEYPOINT_NAMES.index(name)]
     return point[:2] if point[2] > 0 else None
-
-
-def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    padded = np.pad(mask, radius)
-    h, w = mask.shape
-    out = np.zeros_like(mask)
-    for dy in range(2 * radius + 1):
-        for dx in range(2 * radius + 1):
-            out |= padded[dy : dy + h, dx : dx + w]
-    return out

@@ -95,9 +95,8 @@ def decoding_weights(model: nn.Module, rows: int) -> Iterator[None]:
         for m in layer.modules()
         if isinstance(m, Linear) and m is not layer.cross_attn.kv
     ]
-    packed_bytes = sum(m.weight.numel() * m.weight.element_size() for m in step_layers)
-    packed_bytes += model.embed.weight.numel() * model.embed.weight.element_size()
     weights = [m.weight for m in step_layers] + [model.embed.weight]
+    packed_bytes = sum(w.numel() * w.element_size() for w in weights)
     # MKL's packed GEMM is sgemm on plain tensors only (not e.g. FSDP's sharded DTensor parameters).
     packable = all(type(w.data) is torch.Tensor and w.dtype == torch.float32 for w in weights)
     if rows >= PACK_MIN_ROWS and packable and packed_bytes <= PACK_MAX_BYTES and mkl_packing_available():
