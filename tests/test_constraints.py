@@ -151,3 +151,45 @@ def test_mask_always_leaves_a_choice(codec):
         token = int(allowed[0].nonzero()[0, 0])
         constraint.advance(torch.tensor([token]))
     assert constraint.finished.all()
+
+
+@pytest.mark.parametrize("cache_bytes", [64 << 20, 0])
+def test_bias_table_masks_equal_the_budgeted_mask(codec, cache_bytes):
+    """mask_ (one add of per-pattern bias rows while the budget cannot bind, gathers near the end or
+    without a table) sets -inf exactly where `allowed` refuses, for rows in shared and in different
+    states of different grammars."""
+    grammars = [G.detection(codec), G.grid(codec, "mask"), G.closed_answers(codec, ["yes", "two dogs"])]
+    budget = 40
+    constraint = GrammarConstraint(
+        [grammars[i % 3] for i in range(6)], batch_size=6, max_new_tokens=budget, cache_bytes=cache_bytes
+    )
+    assert (constraint._bias_table is not None) == (cache_bytes > 0)
+    gen = torch.Generator().manual_seed(0)
+    budget_bound = set()
+    for t in range(budget):
+        remaining = budget - t
+        logits = torch.randn(6, VOCAB.size, generator=gen)
+        expected = logits.masked_fill(~constraint.allowed(remaining), float("-inf"))
+        budget_bound.add(
+            any(constraint._budget_binds_up_to[s] >= remaining for s in constraint.state.tolist())
+        )
+        assert torch.equal(constraint.mask_(logits, remaining), expected)
+        assert not logits[:, VOCAB.used_size :].isfinite().any()  # padding ids refused too
+        choice = torch.multinomial(expected.softmax(dim=-1), 1, generator=gen).squeeze(1)
+        constraint.advance(choice)
+    assert budget_bound == {True, False}  # both paths ran
+    assert constraint.finished.all()
+
+
+def test_grid_states_share_one_bias_row(codec):
+    compiled = G.grid(codec, "image").compiled
+    patterns, pattern_of_state = compiled.state_patterns
+    assert len(pattern_of_state) > GRIDS["image"][0] * GRIDS["image"][1]  # one state per code
+    assert len(patterns) <= 5  # <image>, codes, </image>, <eos>, final <pad>
+    assert compiled.bias_table("cpu") is compiled.bias_table("cpu")  # built once
+
+
+def test_grammar_cannot_allow_vocabulary_padding(codec):
+    builder = G.GrammarBuilder("bad", VOCAB)
+    with pytest.raises(ValueError, match="past the used vocabulary"):
+        builder.edge(builder.state(), G.TokenSet(((VOCAB.used_size - 1, VOCAB.used_size + 1),), "tail"), 0)

@@ -22,7 +22,7 @@ Tasks pick a grammar with the factories at the bottom (`free_text`, `closed_answ
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
@@ -83,6 +83,25 @@ class CompiledGrammar:
     starts: torch.Tensor  # [G] start state of each grammar
     final: int  # the shared final state (after <eos>)
     names: tuple[str, ...]
+    _bias_tables: dict[tuple[str, torch.dtype], torch.Tensor] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    @cached_property
+    def state_patterns(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """States that can finish through the same token classes share a pattern: ``(allowed [P, C]
+        bool, pattern_of_state [S])``. An unrolled counter (N grid codes) has N states but one pattern."""
+        return torch.unique(self.steps_after < UNREACHABLE, dim=0, return_inverse=True)
+
+    def bias_table(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``[P, V]`` additive logits bias of every pattern (0 allowed, -inf refused), built once per
+        device and dtype; rows are indexed by ``state_patterns[1][state]``."""
+        key = (str(torch.device(device)), dtype)
+        if key not in self._bias_tables:
+            refused = ~self.state_patterns[0][:, self.token_class]
+            table = torch.zeros(refused.shape, dtype=dtype).masked_fill_(refused, float("-inf"))
+            self._bias_tables[key] = table.to(device)
+        return self._bias_tables[key]
 
     def min_length(self, index: int = 0) -> int:
         """Fewest tokens (including <eos>) any output of grammar `index` has."""
@@ -139,6 +158,12 @@ class GrammarBuilder:
             raise ValueError(f"grammar {self.name!r}: the final state cannot have outgoing edges")
         if tokens.contains(self.vocab.pad_id):
             raise ValueError(f"grammar {self.name!r}: <pad> is reserved for finished rows")
+        # Generation relies on this: a grammar mask also refuses the vocabulary's padding ids.
+        if any(stop > self.vocab.used_size for _, stop in tokens.ranges):
+            raise ValueError(
+                f"grammar {self.name!r}: token set {tokens.name!r} reaches past the used vocabulary "
+                f"(ids >= {self.vocab.used_size} are padding)"
+            )
         self.edges[src].append((tokens, dst))
 
     def end(self, src: int) -> None:

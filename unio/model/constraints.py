@@ -1,11 +1,23 @@
 """Grammar-constrained decoding: apply compiled `unio.grammar` automata as logits masks.
 
-Per step and for the whole batch: ``refused = (steps_after[state] >= remaining)[:, token_class]``, a
-``[B, C]`` gather followed by a ``[B, V]`` gather over the tiny class table, then one ``masked_fill``.
-``steps_after < remaining`` keeps only tokens after which the output can still be finished within the
-token budget, so generation never stops in the middle of a box or a grid. Rows may follow different
-grammars (a mixed-task batch): the grammars are compiled together and each row starts in its own
-start state.
+A row in state ``s`` with ``remaining`` tokens left may emit the tokens whose class ``c`` has
+``steps_after[s, c] < remaining``: the output can still be finished within the token budget, so
+generation never stops in the middle of a box or a grid. Rows may follow different grammars (a
+mixed-task batch): the grammars are compiled together and each row starts in its own start state.
+
+Two ways to apply that per step:
+
+- While ``remaining`` exceeds every finite ``steps_after[s]`` of every row's state (almost every
+  step), the budget refuses nothing and the mask depends on the state alone: one add of that
+  state's precomputed ``[V]`` bias row (0 or -inf, `CompiledGrammar.bias_table`), broadcast when all
+  rows share a pattern (grids, lock-step batches), else of the gathered rows. Any grammar refuses
+  the vocabulary's padding ids (`GrammarBuilder.edge` checks), so this add also replaces
+  generation's own invalid-id bias.
+- Near the end of the budget, or when the table would exceed ``cache_bytes`` (a large answer trie):
+  ``(steps_after[state] >= remaining)[:, token_class]``, a ``[B, C]`` gather and a ``[B, V]`` gather
+  over the tiny class table, then one ``masked_fill``.
+
+At batch 16 over a 12k vocabulary the single add costs a fraction of the gathers (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -15,13 +27,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from unio.grammar import CompiledGrammar, Grammar, compile_grammars
+from unio.grammar import UNREACHABLE, CompiledGrammar, Grammar, compile_grammars
 
 
 class GrammarConstraint:
     """Stateful logits processor for one generation call.
 
     grammars: one grammar for every row, or one per row.
+    cache_bytes: largest bias table (patterns x vocabulary x 4 bytes) to use; bigger grammars take
+        the gather path at every step.
     """
 
     def __init__(
@@ -30,6 +44,7 @@ class GrammarConstraint:
         batch_size: int,
         max_new_tokens: int,
         device: torch.device | str = "cpu",
+        cache_bytes: int = 64 << 20,
     ) -> None:
         if isinstance(grammars, Grammar):
             compiled = grammars.compiled
@@ -54,6 +69,14 @@ class GrammarConstraint:
         self.next_state = compiled.next_state.to(device)
         self.steps_after = compiled.steps_after.to(device)
         self.state = compiled.starts.to(device)[row_grammar.to(device)]
+        # Per state, the largest finite steps_after (host ints): the budget binds only when
+        # ``remaining`` is at most this.
+        finite = torch.where(compiled.steps_after < UNREACHABLE, compiled.steps_after, -1)
+        self._budget_binds_up_to: list[int] = finite.max(dim=1).values.tolist()
+        patterns, pattern_of_state = compiled.state_patterns
+        fits = len(patterns) * len(compiled.token_class) * 4 <= cache_bytes
+        self._bias_table = compiled.bias_table(device) if fits else None
+        self._pattern_of_state: list[int] = pattern_of_state.tolist()
 
     def allowed(self, remaining: int) -> Tensor:
         """``[B, V]`` bool: tokens each row may emit when `remaining` tokens (this one included) are left."""
@@ -66,7 +89,14 @@ class GrammarConstraint:
 
     def mask_(self, logits: Tensor, remaining: int) -> Tensor:
         """Set disallowed logits to -inf in place (``logits`` is ``[B, V]``)."""
-        return logits.masked_fill_(self.disallowed(remaining), float("-inf"))
+        states = self.state.tolist()
+        if self._bias_table is None or any(self._budget_binds_up_to[s] >= remaining for s in states):
+            return logits.masked_fill_(self.disallowed(remaining), float("-inf"))
+        patterns = [self._pattern_of_state[s] for s in states]
+        if patterns.count(patterns[0]) == len(patterns):
+            return logits.add_(self._bias_table[patterns[0]])
+        index = torch.tensor(patterns, device=self._bias_table.device)
+        return logits.add_(self._bias_table.index_select(0, index))
 
     def advance(self, tokens: Tensor) -> None:
         """Move every row along its chosen token; a refused token is a bug in the caller."""

@@ -226,8 +226,7 @@ def _generate(
 
     rows = 2 * batch if guided else batch
     caches = model.new_caches(rows, cfg.max_new_tokens)
-    # <pad> is for finished rows only (forced below); a grammar already allows it only when finished.
-    invalid = _invalid_bias(vocab, forbid_pad=constraint is None, device=device)
+    invalid = _invalid_bias(vocab, device) if constraint is None else None
     tokens = torch.full((batch, cfg.max_new_tokens), vocab.pad_id, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     scores = torch.zeros(batch, device=device) if cfg.output_scores else None
@@ -246,8 +245,9 @@ def _generate(
             logits = uncond + cfg.guidance_scale * (cond - uncond)
         if step_logits is not None:
             step_logits.append(logits.clone())
-        logits += invalid
-        if constraint is not None:
+        if constraint is None:
+            logits += invalid
+        else:  # the grammar mask refuses invalid ids too
             constraint.mask_(logits, cfg.max_new_tokens - t)
         chosen = _sample(logits, cfg, generator) if cfg.do_sample else _argmax(logits)
         if cfg.stop_at_eos:  # otherwise no row ever finishes
@@ -269,13 +269,13 @@ def _generate(
     return GenerationOutput(tokens, _lengths(tokens, vocab), finished, scores, step_logits)
 
 
-def _invalid_bias(vocab: Vocabulary, forbid_pad: bool, device: torch.device) -> Tensor:
-    """``[V]`` additive logits bias: -inf for vocabulary padding ids (never valid) and, unless a
-    grammar handles it, <pad>; 0 elsewhere. One add per step instead of indexed writes."""
+def _invalid_bias(vocab: Vocabulary, device: torch.device) -> Tensor:
+    """``[V]`` additive logits bias for unconstrained steps: -inf for vocabulary padding ids (never
+    valid) and <pad> (forced for finished rows only); 0 elsewhere. One add per step instead of
+    indexed writes. A grammar mask refuses the same ids (and allows <pad> only once finished)."""
     bias = torch.zeros(vocab.size, device=device)
     bias[vocab.used_size :] = float("-inf")
-    if forbid_pad:
-        bias[vocab.pad_id] = float("-inf")
+    bias[vocab.pad_id] = float("-inf")
     return bias
 
 
@@ -307,7 +307,7 @@ def _beam_search(
     if constraint is not None:
         constraint.repeat_interleave(K)
     caches = model.new_caches(rows, T)
-    invalid = _invalid_bias(vocab, forbid_pad=constraint is None, device=device)
+    invalid = _invalid_bias(vocab, device) if constraint is None else None
     scores = torch.zeros(batch, K, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: expand only the first
     history = torch.full((rows, T), vocab.pad_id, dtype=torch.long, device=device)
@@ -320,8 +320,9 @@ def _beam_search(
         position = torch.full((rows, 1), t, dtype=torch.long, device=device)
         hidden = model.decode(memory, current, modality, position, row, col, caches, t)
         logits = model.logits(hidden[:, -1]).float()
-        logits += invalid
-        if constraint is not None:
+        if constraint is None:
+            logits += invalid
+        else:  # the grammar mask refuses invalid ids too
             constraint.mask_(logits, T - t)
         logp = logits.log_softmax(dim=-1)
         logp[finished] = float("-inf")
