@@ -51,7 +51,7 @@ class BenchConfig:
     batch_size: int = 8
     input_len: int = 320
     target_len: int = 64
-    train_repeats: int = 10
+    train_repeats: int = 20  # paired ratios of ~1 s steps on a shared VM: 20 rounds steady the median
     decode_tokens: int = 256
     decode_input_len: int = 64
     decode_repeats: int = 6

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -65,18 +66,28 @@ class GrammarConstraint:
                     f"grammar {name!r} needs at least {need} tokens but max_new_tokens is {max_new_tokens}"
                 )
         self.compiled: CompiledGrammar = compiled
+        self.device = torch.device(device)
         self.token_class = compiled.token_class.to(device)
-        self.next_state = compiled.next_state.to(device)
         self.steps_after = compiled.steps_after.to(device)
-        self.state = compiled.starts.to(device)[row_grammar.to(device)]
-        # Per state, the largest finite steps_after (host ints): the budget binds only when
-        # ``remaining`` is at most this.
+        # The automaton itself runs on the host (numpy): a step reads the chosen tokens anyway (a
+        # refused token must raise), and a few numpy lookups cost less than the tensor indexing ops
+        # they replace (they dominate a batch-1 step's grammar cost).
+        self._states: np.ndarray = compiled.starts.numpy()[row_grammar.numpy()]
+        self._next_state = compiled.next_state.numpy()
+        self._token_class = compiled.token_class.numpy()
+        # Per state, the largest finite steps_after: the budget binds only when ``remaining`` is at
+        # most this.
         finite = torch.where(compiled.steps_after < UNREACHABLE, compiled.steps_after, -1)
-        self._budget_binds_up_to: list[int] = finite.max(dim=1).values.tolist()
+        self._budget_binds_up_to = finite.max(dim=1).values.numpy()
         patterns, pattern_of_state = compiled.state_patterns
         fits = len(patterns) * len(compiled.token_class) * 4 <= cache_bytes
         self._bias_table = compiled.bias_table(device) if fits else None
-        self._pattern_of_state: list[int] = pattern_of_state.tolist()
+        self._pattern_of_state = pattern_of_state.numpy()
+
+    @property
+    def state(self) -> Tensor:
+        """``[B]`` current state of every row (on the constraint's device)."""
+        return torch.from_numpy(self._states).to(self.device)
 
     def allowed(self, remaining: int) -> Tensor:
         """``[B, V]`` bool: tokens each row may emit when `remaining` tokens (this one included) are left."""
@@ -89,30 +100,30 @@ class GrammarConstraint:
 
     def mask_(self, logits: Tensor, remaining: int) -> Tensor:
         """Set disallowed logits to -inf in place (``logits`` is ``[B, V]``)."""
-        states = self.state.tolist()
-        if self._bias_table is None or any(self._budget_binds_up_to[s] >= remaining for s in states):
+        if self._bias_table is None or (self._budget_binds_up_to[self._states] >= remaining).any():
             return logits.masked_fill_(self.disallowed(remaining), float("-inf"))
-        patterns = [self._pattern_of_state[s] for s in states]
-        if patterns.count(patterns[0]) == len(patterns):
-            return logits.add_(self._bias_table[patterns[0]])
-        index = torch.tensor(patterns, device=self._bias_table.device)
+        patterns = self._pattern_of_state[self._states]
+        if (patterns == patterns[0]).all():
+            return logits.add_(self._bias_table[int(patterns[0])])
+        index = torch.from_numpy(patterns).to(self.device)
         return logits.add_(self._bias_table.index_select(0, index))
 
     def advance(self, tokens: Tensor) -> None:
         """Move every row along its chosen token; a refused token is a bug in the caller."""
-        nxt = self.next_state[self.state, self.token_class[tokens]]
-        if bool((nxt < 0).any()):
-            row = int((nxt < 0).nonzero()[0, 0])
-            raise RuntimeError(f"row {row} emitted token {int(tokens[row])} that its grammar does not allow")
-        self.state = nxt
+        chosen = np.asarray(tokens.tolist())
+        nxt = self._next_state[self._states, self._token_class[chosen]]
+        if (nxt < 0).any():
+            row = int(np.flatnonzero(nxt < 0)[0])
+            raise RuntimeError(f"row {row} emitted token {int(chosen[row])} that its grammar does not allow")
+        self._states = nxt
 
     def reorder(self, index: Tensor) -> None:
         """Keep rows ``index`` (beam search)."""
-        self.state = self.state[index]
+        self._states = self._states[np.asarray(index.tolist())]
 
     def repeat_interleave(self, n: int) -> None:
         """Expand every row into `n` consecutive rows (beams)."""
-        self.state = self.state.repeat_interleave(n)
+        self._states = self._states.repeat(n)
 
     @property
     def finished(self) -> Tensor:
