@@ -193,3 +193,16 @@ def test_grammar_cannot_allow_vocabulary_padding(codec):
     builder = G.GrammarBuilder("bad", VOCAB)
     with pytest.raises(ValueError, match="past the used vocabulary"):
         builder.edge(builder.state(), G.TokenSet(((VOCAB.used_size - 1, VOCAB.used_size + 1),), "tail"), 0)
+
+
+def test_refused_token_raises_and_beams_follow_their_rows(codec):
+    grid = G.grid(codec, "image")
+    constraint = GrammarConstraint(grid, batch_size=2, max_new_tokens=10)
+    with pytest.raises(RuntimeError, match="row 1 emitted token"):
+        constraint.advance(torch.tensor([VOCAB.token_id("<image>"), VOCAB.eos_id]))
+    constraint.repeat_interleave(2)  # rows 0, 0, 1, 1
+    constraint.advance(torch.full((4,), VOCAB.token_id("<image>")))
+    opened = constraint.state.tolist()
+    constraint.reorder(torch.tensor([1, 0, 3, 2]))
+    assert constraint.state.tolist() == [opened[i] for i in (1, 0, 3, 2)]
+    assert grid.compiled.walk([VOCAB.token_id("<image>")]) == opened[0]

@@ -17,7 +17,9 @@ Two ways to apply that per step:
   ``(steps_after[state] >= remaining)[:, token_class]``, a ``[B, C]`` gather and a ``[B, V]`` gather
   over the tiny class table, then one ``masked_fill``.
 
-At batch 16 over a 12k vocabulary the single add costs a fraction of the gathers (docs/benchmarks.md).
+The automaton (current state per row, next state per chosen token) runs on the host in numpy:
+`advance` reads the chosen tokens anyway, to refuse a token the grammar does not allow. With both,
+a constrained step costs about what an unconstrained one does (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -69,9 +71,8 @@ class GrammarConstraint:
         self.device = torch.device(device)
         self.token_class = compiled.token_class.to(device)
         self.steps_after = compiled.steps_after.to(device)
-        # The automaton itself runs on the host (numpy): a step reads the chosen tokens anyway (a
-        # refused token must raise), and a few numpy lookups cost less than the tensor indexing ops
-        # they replace (they dominate a batch-1 step's grammar cost).
+        # Host-side automaton: a few numpy lookups cost less than the tensor indexing ops they
+        # replace (which dominated a batch-1 step's grammar cost).
         self._states: np.ndarray = compiled.starts.numpy()[row_grammar.numpy()]
         self._next_state = compiled.next_state.numpy()
         self._token_class = compiled.token_class.numpy()
