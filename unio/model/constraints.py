@@ -17,7 +17,7 @@ Two ways to apply that per step:
   ``(steps_after[state] >= remaining)[:, token_class]``, a ``[B, C]`` gather and a ``[B, V]`` gather
   over the tiny class table, then one ``masked_fill``.
 
-The automaton (current state per row, next state per chosen token) runs on the host in numpy:
+The automaton (current state per row, next state per chosen token) runs on the host:
 `advance` reads the chosen tokens anyway, to refuse a token the grammar does not allow. With both,
 a constrained step costs about what an unconstrained one does (docs/benchmarks.md).
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -71,24 +70,24 @@ class GrammarConstraint:
         self.device = torch.device(device)
         self.token_class = compiled.token_class.to(device)
         self.steps_after = compiled.steps_after.to(device)
-        # Host-side automaton: a few numpy lookups cost less than the tensor indexing ops they
-        # replace (which dominated a batch-1 step's grammar cost).
-        self._states: np.ndarray = compiled.starts.numpy()[row_grammar.numpy()]
+        # Host-side automaton (row states as a list, tables in numpy): a few lookups per step cost
+        # less than the tensor indexing ops they replace, which dominated a batch-1 step's grammar cost.
+        self._states: list[int] = compiled.starts[row_grammar].tolist()
         self._next_state = compiled.next_state.numpy()
-        self._token_class = compiled.token_class.numpy()
+        self._token_class: list[int] = compiled.token_class.tolist()
         # Per state, the largest finite steps_after: the budget binds only when ``remaining`` is at
         # most this.
         finite = torch.where(compiled.steps_after < UNREACHABLE, compiled.steps_after, -1)
-        self._budget_binds_up_to = finite.max(dim=1).values.numpy()
+        self._budget_binds_up_to: list[int] = finite.max(dim=1).values.tolist()
         patterns, pattern_of_state = compiled.state_patterns
         fits = len(patterns) * len(compiled.token_class) * 4 <= cache_bytes
         self._bias_table = compiled.bias_table(device) if fits else None
-        self._pattern_of_state = pattern_of_state.numpy()
+        self._pattern_of_state: list[int] = pattern_of_state.tolist()
 
     @property
     def state(self) -> Tensor:
         """``[B]`` current state of every row (on the constraint's device)."""
-        return torch.from_numpy(self._states).to(self.device)
+        return torch.tensor(self._states, device=self.device)
 
     def allowed(self, remaining: int) -> Tensor:
         """``[B, V]`` bool: tokens each row may emit when `remaining` tokens (this one included) are left."""
@@ -101,31 +100,39 @@ class GrammarConstraint:
 
     def mask_(self, logits: Tensor, remaining: int) -> Tensor:
         """Set disallowed logits to -inf in place (``logits`` is ``[B, V]``)."""
-        if self._bias_table is None or (self._budget_binds_up_to[self._states] >= remaining).any():
+        binds = self._budget_binds_up_to
+        if self._bias_table is None or max(binds[s] for s in self._states) >= remaining:
             return logits.masked_fill_(self.disallowed(remaining), float("-inf"))
-        patterns = self._pattern_of_state[self._states]
-        if (patterns == patterns[0]).all():
-            return logits.add_(self._bias_table[int(patterns[0])])
-        index = torch.from_numpy(patterns).to(self.device)
+        patterns = [self._pattern_of_state[s] for s in self._states]
+        if patterns.count(patterns[0]) == len(patterns):
+            return logits.add_(self._bias_table[patterns[0]])
+        index = torch.tensor(patterns, device=self.device)
         return logits.add_(self._bias_table.index_select(0, index))
 
     def advance(self, tokens: Tensor) -> None:
         """Move every row along its chosen token; a refused token is a bug in the caller."""
-        chosen = np.asarray(tokens.tolist())
-        nxt = self._next_state[self._states, self._token_class[chosen]]
-        if (nxt < 0).any():
-            row = int(np.flatnonzero(nxt < 0)[0])
-            raise RuntimeError(f"row {row} emitted token {int(chosen[row])} that its grammar does not allow")
+        chosen = tokens.tolist()
+        table, token_class = self._next_state, self._token_class
+        nxt = [table.item(s, token_class[t]) for s, t in zip(self._states, chosen)]
+        if min(nxt) < 0:
+            row = next(i for i, s in enumerate(nxt) if s < 0)
+            raise RuntimeError(f"row {row} emitted token {chosen[row]} that its grammar does not allow")
         self._states = nxt
 
     def reorder(self, index: Tensor) -> None:
         """Keep rows ``index`` (beam search)."""
-        self._states = self._states[np.asarray(index.tolist())]
+        self._states = [self._states[i] for i in index.tolist()]
 
     def repeat_interleave(self, n: int) -> None:
         """Expand every row into `n` consecutive rows (beams)."""
-        self._states = self._states.repeat(n)
+        self._states = [s for s in self._states for _ in range(n)]
 
     @property
     def finished(self) -> Tensor:
+        """``[B]`` bool: rows that emitted their ``<eos>``."""
         return self.state == self.compiled.final
+
+    @property
+    def all_finished(self) -> bool:
+        """Every row emitted its ``<eos>`` (a host check, no device sync)."""
+        return all(s == self.compiled.final for s in self._states)

@@ -250,7 +250,7 @@ def _generate(
         else:  # the grammar mask refuses invalid ids too
             constraint.mask_(logits, cfg.max_new_tokens - t)
         chosen = _sample(logits, cfg, generator) if cfg.do_sample else _argmax(logits)
-        if cfg.stop_at_eos:  # otherwise no row ever finishes
+        if cfg.stop_at_eos and constraint is None:  # a grammar allows only <pad> once finished
             chosen = chosen.masked_fill(finished, vocab.pad_id)
         if scores is not None:
             logp = logits.log_softmax(dim=-1).gather(1, chosen[:, None]).squeeze(1)
@@ -259,9 +259,9 @@ def _generate(
         steps = t + 1
         if constraint is not None:
             constraint.advance(chosen)
-        if cfg.stop_at_eos:
+        if cfg.stop_at_eos:  # otherwise no row ever finishes
             finished |= chosen == vocab.eos_id
-            if bool(finished.all()):
+            if constraint.all_finished if constraint is not None else bool(finished.all()):
                 break
         current = chosen[:, None]
         modality, row, col = meta.push(chosen)
