@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numpy as np
 import torch
 
 from unio.sequence import SequenceCodec
@@ -92,6 +93,20 @@ class CompiledGrammar:
         """States that can finish through the same token classes share a pattern: ``(allowed [P, C]
         bool, pattern_of_state [S])``. An unrolled counter (N grid codes) has N states but one pattern."""
         return torch.unique(self.steps_after < UNREACHABLE, dim=0, return_inverse=True)
+
+    @cached_property
+    def host_tables(self) -> tuple[np.ndarray, list[int], list[int], list[int]]:
+        """Host copies for stepping the automaton without tensor ops, built once per grammar:
+        ``(next_state [S, C] numpy, token_class [V], budget_binds_up_to [S], pattern_of_state [S])``.
+        ``budget_binds_up_to[s]`` is the largest finite ``steps_after[s]``: the token budget can refuse
+        a token in state ``s`` only when at most that many tokens remain."""
+        finite = torch.where(self.steps_after < UNREACHABLE, self.steps_after, -1)
+        return (
+            self.next_state.numpy(),
+            self.token_class.tolist(),
+            finite.max(dim=1).values.tolist(),
+            self.state_patterns[1].tolist(),
+        )
 
     def bias_table(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """``[P, V]`` additive logits bias of every pattern (0 allowed, -inf refused), built once per

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from unio.grammar import UNREACHABLE, CompiledGrammar, Grammar, compile_grammars
+from unio.grammar import CompiledGrammar, Grammar, compile_grammars
 
 
 class GrammarConstraint:
@@ -70,19 +70,15 @@ class GrammarConstraint:
         self.device = torch.device(device)
         self.token_class = compiled.token_class.to(device)
         self.steps_after = compiled.steps_after.to(device)
-        # Host-side automaton (row states as a list, tables in numpy): a few lookups per step cost
-        # less than the tensor indexing ops they replace, which dominated a batch-1 step's grammar cost.
+        # Host-side automaton (row states as a list, tables from `CompiledGrammar.host_tables`): a few
+        # lookups per step cost less than the tensor indexing ops they replace, which dominated a
+        # batch-1 step's grammar cost.
         self._states: list[int] = compiled.starts[row_grammar].tolist()
-        self._next_state = compiled.next_state.numpy()
-        self._token_class: list[int] = compiled.token_class.tolist()
-        # Per state, the largest finite steps_after: the budget binds only when ``remaining`` is at
-        # most this.
-        finite = torch.where(compiled.steps_after < UNREACHABLE, compiled.steps_after, -1)
-        self._budget_binds_up_to: list[int] = finite.max(dim=1).values.tolist()
-        patterns, pattern_of_state = compiled.state_patterns
-        fits = len(patterns) * len(compiled.token_class) * 4 <= cache_bytes
+        self._next_state, self._token_class, self._budget_binds_up_to, self._pattern_of_state = (
+            compiled.host_tables
+        )
+        fits = len(compiled.state_patterns[0]) * len(self._token_class) * 4 <= cache_bytes
         self._bias_table = compiled.bias_table(device) if fits else None
-        self._pattern_of_state: list[int] = pattern_of_state.tolist()
 
     @property
     def state(self) -> Tensor:
