@@ -55,9 +55,7 @@ class BenchConfig:
     decode_tokens: int = 256
     decode_input_len: int = 64
     decode_repeats: int = 6
-    constrained_repeats: int = (
-        16  # per-round ratios scatter by +-15% on this VM: a few-percent difference needs many
-    )
+    constrained_repeats: int = 16  # single ratios scatter by +-15% here; few-percent gaps need many
     constrained_grid: tuple[int, int] = (11, 23)  # 253 codes + <image> </image> <eos> = 256 tokens
     peak_matmul_size: int = 2048  # square fp32 matmul measuring the machine's peak FLOP/s
     threads: int = 0  # 0: torch default
