@@ -11,6 +11,7 @@ and `target_ids, target_modality, target_row, target_col` (target ends with <eos
     decoder_row, decoder_col                                             LongTensor
     decoder_mask                                                         BoolTensor
     targets = target ids, -100 on padding and on ignored tokens          LongTensor
+    target_group (only with `groups`): example group of each target token, -1 on padding
 
 Padding uses <pad> (id 0), modality 0, position 0 and row/col -1 (the "not a grid token" value).
 
@@ -43,6 +44,10 @@ class CollatorConfig:
     max_input_len: int | None = None  # None = no limit (longer examples raise; the pretokenizer filters)
     max_target_len: int | None = None
     pack: bool = False
+    # Names of the example groups (mixture components, "dataset/task"). When set, the batch gets
+    # `target_group` [B, T]: the index of each target token's example's `component` (-1 on padding),
+    # so the loss can be reported per task.
+    groups: tuple[str, ...] | None = None
 
 
 class Collator:
@@ -56,6 +61,7 @@ class Collator:
             raise ValueError(f"collator: pad_to_multiple must be >= 1, got {self.config.pad_to_multiple}")
         if self.config.pack and (self.config.max_input_len is None or self.config.max_target_len is None):
             raise ValueError("collator: pack=True needs max_input_len and max_target_len")
+        self._group_index = {name: i for i, name in enumerate(self.config.groups or ())}
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         if not examples:
@@ -89,7 +95,7 @@ class Collator:
         loss = np.asarray(example.get("target_loss", np.ones(n_tgt)), dtype=np.int64)
         targets = np.where(loss > 0, tgt["ids"], IGNORE_INDEX)
         shift = lambda values, first: np.concatenate([[first], values[:-1]])  # noqa: E731
-        return {
+        out = {
             "input_ids": enc["ids"],
             "input_modality": enc["modality"],
             "input_row": enc["row"],
@@ -100,6 +106,15 @@ class Collator:
             "decoder_col": shift(tgt["col"], -1),
             "targets": targets,
         }
+        if self.config.groups is not None:
+            component = example.get("component")
+            if component not in self._group_index:
+                raise KeyError(
+                    f"collator: example {index} has component {component!r}, not one of the groups "
+                    f"{list(self.config.groups)}"
+                )
+            out["target_group"] = np.full(n_tgt, self._group_index[component], dtype=np.int64)
+        return out
 
     def _pack(self, items: list[dict[str, np.ndarray]]) -> list[list[dict[str, np.ndarray]]]:
         """First-fit: each example goes into the first row where both of its parts still fit."""
@@ -127,8 +142,10 @@ class Collator:
         pads = {
             "input_ids": self.pad_id, "input_modality": 0, "input_row": -1, "input_col": -1,
             "decoder_input_ids": self.pad_id, "decoder_modality": 0, "decoder_row": -1, "decoder_col": -1,
-            "targets": IGNORE_INDEX,
+            "targets": IGNORE_INDEX, "target_group": -1,
         }  # fmt: skip
+        if self.config.groups is None:
+            del pads["target_group"]
         out = {
             k: np.full((b, len_in if k.startswith("input") else len_dec), v, dtype=np.int64)
             for k, v in pads.items()

@@ -42,6 +42,12 @@ class LossOutput:
     per_segment: dict[str, Tensor]  # mean CE of targets in each segment present (detached)
     tokens_per_segment: dict[str, int]
     num_tokens: int
+    # Raw per-segment / per-group CE sums and token counts (detached), for summing across ranks and
+    # micro-batches; group_* are empty unless `groups` was passed.
+    segment_sums: Tensor | None = None
+    segment_counts: Tensor | None = None
+    group_sums: Tensor | None = None
+    group_counts: Tensor | None = None
 
     def metrics(self, prefix: str = "loss") -> dict[str, float]:
         out = {prefix: self.loss.item(), f"{prefix}/ce": self.ce.item(), f"{prefix}/z": self.z_loss.item()}
@@ -64,7 +70,11 @@ class SequenceLoss:
         self.weights = torch.tensor([self.config.segment_weights.get(n, 1.0) for n in vocab.segment_names])
         self.weighted = any(w != 1.0 for w in self.config.segment_weights.values())
 
-    def __call__(self, logits: Tensor, targets: Tensor) -> LossOutput:
+    def __call__(
+        self, logits: Tensor, targets: Tensor, groups: Tensor | None = None, num_groups: int = 0
+    ) -> LossOutput:
+        """`groups` ([B, T], optional; e.g. the collator's `target_group`): a group index per target
+        token, reported as `group_sums` / `group_counts` of size `num_groups` (e.g. loss per task)."""
         cfg = self.config
         flat_logits = logits.reshape(-1, logits.shape[-1])
         flat_targets = targets.reshape(-1)
@@ -98,10 +108,26 @@ class SequenceLoss:
             sums = torch.zeros(len(self.vocab.segment_names), device=ce.device).index_add_(
                 0, segment[valid], ce[valid].detach()
             )
+            group_sums = group_counts = None
+            if groups is not None:
+                g = groups.reshape(-1)[valid].to(ce.device)
+                group_counts = torch.bincount(g, minlength=num_groups)[:num_groups]
+                group_sums = torch.zeros(num_groups, device=ce.device).index_add_(0, g, ce[valid].detach())
         per_segment, tokens = {}, {}
         for i, name in enumerate(self.vocab.segment_names):
             n = int(counts[i])
             if n:
                 per_segment[name] = sums[i] / n
                 tokens[name] = n
-        return LossOutput(loss, ce[valid].detach().mean(), z.detach(), per_segment, tokens, num_tokens)
+        return LossOutput(
+            loss,
+            ce[valid].detach().mean(),
+            z.detach(),
+            per_segment,
+            tokens,
+            num_tokens,
+            sums,
+            counts,
+            group_sums,
+            group_counts,
+        )
