@@ -361,9 +361,9 @@ def train(
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             previous[sig] = signal.signal(sig, lambda signum, _frame: stop_signal.append(signum))
 
-    stream = BatchStream(mixture, collator, micro, tcfg.prefetch)
     start_step = state["step"]
-    consumed_state = mixture.state_dict()
+    consumed_state = mixture.state_dict()  # before the stream starts: from then on only its thread reads it
+    stream = BatchStream(mixture, collator, micro, tcfg.prefetch)
     first_loss = last_loss = None
     consecutive_nonfinite = 0
     last_checkpoint = ckpt.find_latest(run_dir)
