@@ -27,6 +27,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
+import unio.cli
 from unio.data.collate import Collator
 from unio.data.mixture import Mixture, MixtureConfig
 from unio.data.pretokenize import DatasetEntry, PretokenizeConfig, load_pretokenized, pretokenize
@@ -134,13 +135,16 @@ def run(cfg: BenchDataConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench_data")
-def main(cfg) -> None:
+def hydra_main(cfg) -> None:
     config: BenchDataConfig = OmegaConf.to_object(cfg)
     result = run(config)
     width = max(len(k) for k in result)
     for key, value in result.items():
         print(f"{key:<{width}}  {value}")
     print(json.dumps(result))
+
+
+main = unio.cli.entry(hydra_main)
 
 
 if __name__ == "__main__":

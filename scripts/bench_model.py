@@ -15,15 +15,21 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+import unio.cli
 from unio.model.benchmark import BenchConfig, run_benchmark
 
 ConfigStore.instance().store(name="bench_model", node=BenchConfig)
 
 
 @hydra.main(version_base="1.3", config_path=None, config_name="bench_model")
-def main(cfg) -> None:
+def hydra_main(cfg) -> None:
+    import transformers  # noqa: F401  (the bench extra: fail before any timing, with the install hint)
+
     result = run_benchmark(OmegaConf.to_object(cfg))
     print(json.dumps({k: round(v, 4) for k, v in result.items()}))
+
+
+main = unio.cli.entry(hydra_main)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+import unio.cli
 from unio.demo import DemoConfig, run_demo
 
 ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
@@ -19,11 +20,14 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works 
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="demo")
-def main(cfg) -> None:
+def hydra_main(cfg) -> None:
     config: DemoConfig = OmegaConf.to_object(cfg)
     config.output_dir = hydra.core.hydra_config.HydraConfig.get().runtime.output_dir
     result = run_demo(config)
     print(f"demo ok: {result}")
+
+
+main = unio.cli.entry(hydra_main)  # console entry point unio-demo
 
 
 if __name__ == "__main__":

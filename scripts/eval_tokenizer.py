@@ -11,21 +11,42 @@ Writes <out_dir>/report.json and reconstructions.png (and audio/*.wav).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
 
+import unio.cli
 from unio.data.tokenizer_datasets import TokenizerDataConfig, build_tokenizer_dataset
 from unio.eval.tokenizer_metrics import evaluate_tokenizer
 from unio.tokenizers.saved import from_pretrained
 from unio.tokenizers.vq import config_from_dict
 
 
+@dataclass
+class EvalTokenizerMainConfig:
+    """The schema of conf/eval_tokenizer.yaml: a typed root, so a misspelled `+field=` is refused."""
+
+    data_root: str = "../shared/data"
+    tokenizer_path: str = MISSING  # a saved tokenizer directory (<train.out_dir>/tokenizer)
+    tokenizer_data: TokenizerDataConfig = field(default_factory=TokenizerDataConfig)
+    out_dir: str | None = None  # default: <tokenizer_path>/../eval_<tokenizer_data kind>
+    device: str = "cpu"
+    num_threads: int = 2
+    batch_size: int = 64
+    jpeg: bool = True
+    num_audio_examples: int = 8
+
+
+ConfigStore.instance().store(name="eval_tokenizer_schema", node=EvalTokenizerMainConfig)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     torch.set_num_threads(plain["num_threads"])
     data_cfg = config_from_dict(TokenizerDataConfig, plain["tokenizer_data"], "tokenizer_data")
     tokenizer = from_pretrained(plain["tokenizer_path"], device=plain["device"])
@@ -55,9 +76,7 @@ def hydra_main(cfg: DictConfig) -> None:
     run(cfg)
 
 
-def main() -> None:
-    """Console entry point ``unio-eval-tokenizer``."""
-    hydra_main()
+main = unio.cli.entry(hydra_main)  # console entry point unio-eval-tokenizer
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
+import unio.cli
 from unio.data.pretokenize import PretokenizeConfig, pretokenize
 
 ConfigStore.instance().store(name="pretokenize_schema", node=PretokenizeConfig)
@@ -21,11 +22,14 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # absolute: works 
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pretokenize")
-def main(cfg) -> None:
+def hydra_main(cfg) -> None:
     config: PretokenizeConfig = OmegaConf.to_object(cfg)
     results = pretokenize(config)
     statuses = {name: result.status for name, result in results.items()}
     print(f"pretokenize ok: {statuses}")
+
+
+main = unio.cli.entry(hydra_main)  # console entry point unio-pretokenize
 
 
 if __name__ == "__main__":

@@ -11,21 +11,56 @@ Running the same command again resumes from checkpoint.pt (train.resume=true).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
 
+import unio.cli
 from unio.data.tokenizer_datasets import TokenizerDataConfig, build_tokenizer_dataset
 from unio.eval.tokenizer_metrics import evaluate_tokenizer
 from unio.tokenizers.vq import config_from_dict
 from unio.train.tokenizer_trainer import TokenizerTrainConfig, train_tokenizer
 
 
+@dataclass
+class TokenizerPreset:
+    """A conf/tokenizer/<kind>/<preset>.yaml: `config` is the kind's model config, checked field by
+    field when the tokenizer is built (unio/tokenizers/vq.py `config_from_dict`)."""
+
+    name: str = MISSING
+    kind: str = MISSING  # image | mask | audio
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TokenizerEvalOptions:
+    batch_size: int = 64
+    jpeg: bool = True  # images: JPEG baseline at equal bits per pixel
+    num_audio_examples: int = 8
+
+
+@dataclass
+class TrainTokenizerMainConfig:
+    """The schema of conf/train_tokenizer.yaml: a typed root, so a misspelled `+field=` is refused."""
+
+    data_root: str = "../shared/data"
+    tokenizer_data: TokenizerDataConfig = field(default_factory=TokenizerDataConfig)
+    tokenizer: TokenizerPreset = field(default_factory=TokenizerPreset)
+    train: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
+    eval_after_training: bool = True
+    eval: TokenizerEvalOptions = field(default_factory=TokenizerEvalOptions)
+
+
+ConfigStore.instance().store(name="train_tokenizer_schema", node=TrainTokenizerMainConfig)
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train (and evaluate) from a composed ``train_tokenizer`` config; returns the eval report (or {})."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     train_cfg = config_from_dict(TokenizerTrainConfig, plain["train"], "train")
     data_cfg = config_from_dict(TokenizerDataConfig, plain["tokenizer_data"], "tokenizer_data")
     result = train_tokenizer(plain["tokenizer"]["kind"], plain["tokenizer"]["config"], data_cfg, train_cfg)
@@ -53,9 +88,7 @@ def hydra_main(cfg: DictConfig) -> None:
     run(cfg)
 
 
-def main() -> None:
-    """Console entry point ``unio-train-tokenizer``."""
-    hydra_main()
+main = unio.cli.entry(hydra_main)  # console entry point unio-train-tokenizer
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 from unio.tokenizers.builtin_text import builtin_corpus
 from unio.tokenizers.text import TextTokenizer, TextTokenizerConfig
@@ -16,6 +17,17 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 # (`make test` runs two pytest-xdist workers on a 2-core machine).
 torch.set_num_threads(1)
 os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+
+# Hypothesis profiles. `ci` (the default, so also on CI): derandomized (a fixed seed per test,
+# so `make test` cannot fail by chance), no example database, the blob to reproduce a failure printed,
+# and no deadline (a loaded 2-core machine makes timings meaningless). `slow` explores many more
+# examples (HYPOTHESIS_PROFILE=slow make test-slow); `dev` is randomized with the example database,
+# for hunting new cases locally.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True, deadline=None)
+settings.register_profile("slow", max_examples=1000, print_blob=True, deadline=None)
+settings.register_profile("dev", print_blob=True, deadline=None)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(HYPOTHESIS_PROFILE)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"

@@ -8,7 +8,7 @@ import ast
 from tests.conftest import REPO_ROOT
 
 LAYERS = [
-    ["unio", "unio.atomic"],
+    ["unio", "unio.atomic", "unio.pictures"],
     ["unio.vocab"],
     ["unio.tokenizers"],
     ["unio.sequence", "unio.grammar"],
@@ -16,7 +16,7 @@ LAYERS = [
     ["unio.data"],
     ["unio.model"],
     ["unio.train"],
-    ["unio.eval", "unio.pipeline", "unio.demo"],
+    ["unio.eval", "unio.pipeline", "unio.demo", "unio.probes", "unio.cli"],
 ]
 
 
@@ -53,4 +53,15 @@ def test_imports_point_backwards_only():
             target = _layer(imported) if imported.startswith("unio") else None
             if target is not None and target > own:
                 violations.append(f"{path.relative_to(REPO_ROOT)}:{line} imports {imported} (a later layer)")
+    assert not violations, "\n".join(violations)
+
+
+def test_eval_never_imports_train():
+    """Evaluation must work without the training code (issue #11 item 7): shared helpers such as the
+    reconstruction pictures live in a layer both may import (unio/pictures.py)."""
+    violations = []
+    for path in sorted((REPO_ROOT / "unio" / "eval").rglob("*.py")):
+        for line, imported in _imports(path):
+            if imported == "unio.train" or imported.startswith("unio.train."):
+                violations.append(f"{path.relative_to(REPO_ROOT)}:{line} imports {imported}")
     assert not violations, "\n".join(violations)

@@ -18,6 +18,7 @@ from PIL import Image
 from unio.data.bad_samples import (
     BOX_OUTSIDE_IMAGE,
     CORRUPT_FILE,
+    DEGENERATE_BOX,
     EMPTY_ANNOTATIONS,
     MALFORMED,
     MISSING_FILE,
@@ -188,6 +189,8 @@ CASES = [
 
 
 def _load_all(kind: str, options: dict) -> tuple[list, BadSampleReport]:
+    if kind in ("coco", "voc", "hf"):  # one bad annotation makes the record bad (drop_annotation: below)
+        options = {"on_bad_annotation": "drop_record", **options}
     source = build_source(kind, options)
     return list(source), source.bad_samples
 
@@ -256,3 +259,248 @@ def test_whole_file_problems_always_raise(tmp_path: Path) -> None:
         build_source("coco", {"images": str(tmp_path), "instances": str(tmp_path / "missing.json")})
     with pytest.raises(ValueError, match="never the Hub"):
         build_source("hf", {"builder": "someone/dataset", "columns": {"image": "img"}})
+
+
+# ---- issue #10 defect 5: one bad annotation does not drop the record's good labels ----
+
+
+def _coco_with_one_bad_box(root: Path) -> dict:
+    options = make_coco(root)
+    bad = {"id": 13, "image_id": 0, "category_id": 2, "bbox": [20, 10, 30, 8], "iscrowd": 0}  # x2=50 > 32
+    edit_json(root / "instances.json", lambda d: d["annotations"].append(bad))
+    return options
+
+
+def test_bad_annotation_drops_only_that_annotation_by_default(tmp_path: Path) -> None:
+    options = _coco_with_one_bad_box(tmp_path / "coco")
+    for policy in ("raise", "skip"):
+        source = build_source("coco", {**options, "on_bad_sample": policy})
+        records = list(source)
+        assert len(records) == 3 and len(source.bad_samples) == 0
+        first = records[0]
+        assert [o.category for o in first.objects] == ["cat"] and first.captions == ["a cat"]
+        assert source.bad_samples.annotation_counts() == {BOX_OUTSIDE_IMAGE: 1}
+        dropped = source.bad_samples.dropped_annotations[0]
+        assert dropped.record_id == "0" and "annotations[id=13].bbox" in dropped.field
+        assert "dropped 1 bad annotations" in source.bad_samples.summary()
+
+
+def test_bad_annotation_drop_record_and_raise(tmp_path: Path) -> None:
+    options = _coco_with_one_bad_box(tmp_path / "coco")
+    source = build_source("coco", {**options, "on_bad_sample": "skip", "on_bad_annotation": "drop_record"})
+    assert len(list(source)) == 2 and source.bad_samples.counts() == {BOX_OUTSIDE_IMAGE: 1}
+    with pytest.raises(BadSampleError, match=r"annotations\[id=13\]\.bbox'.*box outside image"):
+        build_source("coco", {**options, "on_bad_sample": "skip", "on_bad_annotation": "raise"})
+    with pytest.raises(ValueError, match="on_bad_annotation must be one of"):
+        build_source("coco", {**options, "on_bad_annotation": "ignore"})
+
+
+def test_voc_and_hf_drop_one_bad_object(tmp_path: Path) -> None:
+    options = make_voc(tmp_path / "voc")
+    xml = tmp_path / "voc" / "ann" / "0.xml"
+    extra = "<object><name>horse</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
+    xml.write_text(xml.read_text().replace("</annotation>", extra + "</annotation>"))
+    source = build_source("voc", {**options, "on_bad_sample": "skip"})
+    assert len(list(source)) == 3 and source.bad_samples.annotation_counts() == {UNKNOWN_CATEGORY: 1}
+
+    options = make_hf(tmp_path / "hf")
+    rewrite_jsonl(
+        tmp_path / "hf" / "data.jsonl", 0, boxes=[[2, 3, 10, 12], [2, 3, 60, 12]], cats=["cat", "dog"]
+    )
+    source = build_source("hf", {**options, "on_bad_sample": "raise"})
+    records = list(source)
+    assert len(records) == 3 and len(records[0].objects) == 1
+    assert source.bad_samples.annotation_counts() == {BOX_OUTSIDE_IMAGE: 1}
+
+
+# ---- the "Bad inputs" table of docs/data.md: every row is a test ----
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "data.md"
+
+
+def _table() -> dict[str, dict[str, str]]:
+    """Rows of the "### Bad inputs" table: case -> {raise, skip, message} (cells without backticks)."""
+    text = DOCS.read_text().split("### Bad inputs", 1)[1]
+    rows = {}
+    for line in text.splitlines():
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if cells[0] in ("Case", "---|---|---|---") or set(cells[0]) <= {"-", "|"}:
+            continue
+        message = cells[3]
+        message = message[2:-2].strip() if message.startswith("``") else message.strip("`")
+        rows[cells[0]] = {"raise": cells[1], "skip": cells[2], "message": message}
+    return rows
+
+
+def _matches(documented: str, actual: str, folder: Path) -> bool:
+    import re
+
+    pattern = ".*".join(re.escape(part) for part in documented.replace("<dir>", str(folder)).split("*"))
+    return re.fullmatch(pattern, actual) is not None
+
+
+def _coco_case(change: Callable[[Path], None]) -> Callable[[Path], tuple[str, dict]]:
+    def build(root: Path) -> tuple[str, dict]:
+        options = make_coco(root)
+        change(root)
+        return "coco", options
+
+    return build
+
+
+def _coco_annotation_case(change: Callable[[Path], None]) -> Callable[[Path], tuple[str, dict]]:
+    """COCO where images 1 and 2 also have a good box, so dropping their bad one keeps the image."""
+
+    def add_good(root: Path) -> None:
+        good = [{"id": 20 + i, "image_id": i, "category_id": 1, "bbox": [1, 1, 4, 4]} for i in (1, 2)]
+        edit_json(root / "instances.json", lambda d: d["annotations"].extend(good))
+        change(root)
+
+    return _coco_case(add_good)
+
+
+def _fsdd_case(change: Callable[[Path], None]) -> Callable[[Path], tuple[str, dict]]:
+    def build(root: Path) -> tuple[str, dict]:
+        options = make_fsdd(root)
+        change(root)
+        return "fsdd", options
+
+    return build
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _text_as_jpg(root: Path) -> None:
+    edit_json(root / "instances.json", lambda d: d["images"][1].update(file_name="1.jpg"))
+    (root / "images" / "1.jpg").write_text("hello, I am a text file\n")
+
+
+def _other_format(root: Path) -> tuple[str, dict]:
+    options = make_coco(root)
+    return "coco", {"images": options["images"], "instances": options["captions"]}
+
+
+def _all_missing(root: Path) -> None:
+    for i in range(3):
+        (root / "images" / f"{i}.png").unlink()
+
+
+# case -> (builder, kind of case: record | annotation | whole_file | fine | all_bad, reason)
+BAD_INPUTS = {
+    "corrupt image": (_coco_case(lambda r: corrupt(r / "images" / "1.png")), "record", CORRUPT_FILE),
+    "truncated image": (_coco_case(lambda r: _truncate(r / "images" / "1.png")), "record", CORRUPT_FILE),
+    "text renamed .jpg": (_coco_case(_text_as_jpg), "record", CORRUPT_FILE),
+    "empty WAV": (_fsdd_case(lambda r: (r / "1_anna_7.wav").write_bytes(b"")), "record", CORRUPT_FILE),
+    "silent WAV": (_fsdd_case(lambda r: write_wav(r / "1_anna_7.wav", tone() * 0, 8000)), "fine", None),
+    "wrong sample rate": (
+        _fsdd_case(lambda r: write_wav(r / "1_anna_7.wav", tone(rate=16000), 16000)),
+        "record",
+        WRONG_SAMPLE_RATE,
+    ),
+    "box outside the image": (
+        _coco_annotation_case(lambda r: edit_json(r / "instances.json", lambda d: d["annotations"][2].update(bbox=[20, 10, 20, 8]))),
+        "annotation",
+        BOX_OUTSIDE_IMAGE,
+    ),
+    "negative size": (
+        _coco_annotation_case(lambda r: edit_json(r / "instances.json", lambda d: d["annotations"][2].update(bbox=[20, 10, -8, 8]))),
+        "annotation",
+        DEGENERATE_BOX,
+    ),
+    "unknown category": (
+        _coco_annotation_case(lambda r: edit_json(r / "instances.json", lambda d: d["annotations"][1].update(category_id=99))),
+        "annotation",
+        UNKNOWN_CATEGORY,
+    ),
+    "missing image": (_coco_case(lambda r: (r / "images" / "2.png").unlink()), "record", MISSING_FILE),
+    "truncated JSON": (
+        _coco_case(lambda r: (r / "instances.json").write_text((r / "instances.json").read_text()[:100])),
+        "whole_file",
+        None,
+    ),
+    "JSON of another COCO format": (_other_format, "whole_file", None),
+    "all records bad": (_coco_case(_all_missing), "all_bad", MISSING_FILE),
+}  # fmt: skip
+
+
+def test_bad_inputs_table_lists_every_case() -> None:
+    assert list(_table()) == list(BAD_INPUTS), "docs/data.md's table and this test name the same cases"
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_inputs_table(tmp_path: Path, case: str) -> None:
+    row = _table()[case]
+    build, what, reason = BAD_INPUTS[case]
+    root = tmp_path / "data"
+    kind, options = build(root)
+    total = 3
+
+    def load(**policy: str) -> tuple[list, BadSampleReport]:
+        return _load_all(kind, {**options, **policy})
+
+    if what == "fine":
+        records, report = load(on_bad_sample="raise")
+        assert len(records) == total and not len(report) and row["message"] == "none"
+        assert float(np.abs(records[1].audio).max()) == 0.0
+        return
+    if what == "whole_file":
+        for policy in ("raise", "skip"):
+            with pytest.raises(ValueError) as raised:
+                build_source(kind, {**options, "on_bad_sample": policy})
+            assert _matches(row["message"], str(raised.value), root), str(raised.value)
+            assert raised.value.__cause__ is None
+        return
+    if what == "all_bad":
+        from unio.data.pretokenize import DatasetEntry, PretokenizeConfig, pretokenize
+
+        with pytest.raises(BadSampleError, match="missing file"):
+            load(on_bad_sample="raise")
+        entry = DatasetEntry(source={"kind": kind, **options, "on_bad_sample": "skip"}, tasks={"caption": {}})
+        cfg = PretokenizeConfig(cache_dir=str(tmp_path / "cache"), data={"coco": entry})
+        with pytest.raises(ValueError) as raised:
+            pretokenize(cfg, _text_only_tokenizers(), log=lambda _: None, progress=False)
+        assert _matches(row["message"], str(raised.value), root), str(raised.value)
+        return
+
+    strict = {"on_bad_annotation": "drop_record"} if what == "annotation" else {}
+    with pytest.raises(BadSampleError) as raised:
+        load(on_bad_sample="raise", **strict)
+    assert raised.value.reason == reason and raised.value.__cause__ is None
+    assert _matches(row["message"], str(raised.value), root), str(raised.value)
+    records, report = load(on_bad_sample="skip", **strict)
+    assert report.counts() == {reason: 1} and len(records) == total - 1
+    assert f"counted as `{reason}`" in row["skip"]
+    if what == "annotation":
+        for policy in ("raise", "skip"):
+            records, report = load(on_bad_sample=policy, on_bad_annotation="drop_annotation")  # the default
+            assert len(records) == total and not len(report) and report.annotation_counts() == {reason: 1}
+            with pytest.raises(BadSampleError):
+                load(on_bad_sample=policy, on_bad_annotation="raise")
+        assert "drop_annotation" in row["raise"] and "drop_annotation" in row["skip"]
+
+
+def _text_only_tokenizers():
+    from unio.tasks import Tokenizers
+    from unio.tasks.bundle import tiny_grid_tokenizer
+    from unio.tokenizers.builtin_text import builtin_corpus
+    from unio.tokenizers.coords import CoordTokenizer
+    from unio.tokenizers.text import TextTokenizer, TextTokenizerConfig
+
+    text = TextTokenizer.train(builtin_corpus(400), TextTokenizerConfig(vocab_size=400))
+    return Tokenizers.create(text, CoordTokenizer(), image=tiny_grid_tokenizer("image", 0))
+
+
+def test_bad_sample_error_survives_pickling() -> None:
+    """Raised in a `num_proc` worker, the error reaches the parent with its fields (it did not unpickle)."""
+    import pickle
+
+    error = BadSampleError("a/1.png", "image", CORRUPT_FILE, "truncated", "1")
+    error.fatal = True
+    again = pickle.loads(pickle.dumps(error))
+    assert str(again) == str(error) and again.reason == CORRUPT_FILE and again.fatal

@@ -4,6 +4,7 @@ schema registered, and every experiment file on top of its primary config."""
 from __future__ import annotations
 
 import importlib
+import re
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -43,7 +44,11 @@ def test_experiment_composes(experiment):
         f"{experiment}: the line after the package header must be the launch command as a comment"
     )
     # the launch command names the primary config's entry point, e.g. `unio-train experiment=...`
-    primary = next((p for p in PRIMARY if p.replace("_", "-") in first_line or f"{p}.py" in first_line), None)
+    # whole names only: `unio-train-tokenizer` is train_tokenizer, not train
+    primary = next(
+        (p for p in PRIMARY if re.search(rf"(unio-{p.replace('_', '-')}|\b{p}\.py)(?![\w-])", first_line)),
+        None,
+    )
     assert primary is not None, f"{experiment}: cannot tell which primary config it overrides"
     name = experiment.relative_to(CONF_DIR / "experiment").with_suffix("").as_posix()
     assert _compose(primary, [f"experiment={name}"]) is not None

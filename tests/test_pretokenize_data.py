@@ -39,7 +39,14 @@ def test_pretokenize_coco128_and_coco_mini(data_dir, tmp_path):
     }
     assert set(statuses.values()) == {"built"}
     detect = results["coco128/detect"].counts
-    assert detect == {"records": 128, "bad_records": 0, "not_applicable": 2, "too_long": 0, "examples": 126}
+    assert detect == {
+        "records": 128,
+        "bad_records": 0,
+        "bad_annotations": 0,
+        "not_applicable": 2,
+        "too_long": 0,
+        "examples": 126,
+    }
     assert results["coco_mini/caption"].counts["examples"] == results["coco_mini/caption"].counts["records"]
     assert all(r.counts["examples"] > 0 for r in results.values())
 

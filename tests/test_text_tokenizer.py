@@ -62,3 +62,55 @@ def test_errors(tmp_path, text_tokenizer):
         text_tokenizer.decode([text_tokenizer.vocab_size + 5])
     with pytest.raises(TypeError):
         text_tokenizer.encode(b"bytes")
+
+
+# ---- issue #10 defect 11: the built-in corpus and the requested size ----
+
+
+def _byte_pieces(tok: TextTokenizer, text: str) -> list[str]:
+    return [p for p in (tok.piece(i) for i in tok.encode(text)) if p.startswith("<0x")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "objects",
+        "jump",
+        "quiz",
+        "zebra",
+        "xylophone",
+        "the quick brown fox jumps over the lazy dog",
+        "Pack my box with five dozen liquor jugs.",
+        "a person is riding a bicycle next to a yellow taxi",
+        "The kids enjoy a quiet walk by the frozen lake.",
+    ],
+)
+def test_builtin_corpus_covers_ordinary_english(text_tokenizer, text):
+    """Every letter of ordinary English words has a piece: no byte fallback ("objects" used "<0x6A>")."""
+    assert not _byte_pieces(text_tokenizer, text), [
+        text_tokenizer.piece(i) for i in text_tokenizer.encode(text)
+    ]
+    for letter in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        assert not _byte_pieces(text_tokenizer, letter), letter
+
+
+def test_builtin_corpus_yields_the_requested_size(text_tokenizer):
+    assert text_tokenizer.vocab_size == 1000  # was 604: the corpus was too narrow for the request
+
+
+def test_builtin_corpus_is_deterministic_and_fast():
+    import time
+
+    start = time.perf_counter()
+    corpus = builtin_corpus()
+    assert time.perf_counter() - start < 1.0
+    assert corpus == builtin_corpus() and corpus != builtin_corpus(seed=1)
+
+
+def test_smaller_vocab_warns_or_fails_saying_why():
+    corpus = ["a red circle", "a blue square", "two green stars"] * 20
+    with pytest.warns(UserWarning, match=r"600 pieces requested, got \d+.*corpus"):
+        tok = TextTokenizer.train(corpus, TextTokenizerConfig(vocab_size=600))
+    assert tok.vocab_size < 600
+    with pytest.raises(ValueError, match=r"600 pieces requested, got \d+.*allow_smaller_vocab"):
+        TextTokenizer.train(corpus, TextTokenizerConfig(vocab_size=600, allow_smaller_vocab=False))

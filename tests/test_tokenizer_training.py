@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import sys
 import wave
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+import scripts.eval_tokenizer  # registers the config schemas
+import scripts.train_tokenizer  # noqa: F401
 from unio.data.tokenizer_datasets import TokenizerDataConfig
 from unio.tokenizers.saved import build_tokenizer, from_pretrained
 from unio.tokenizers.vq import config_from_dict
@@ -31,6 +34,7 @@ DATA_FOR_KIND = {"image": "coco_images", "mask": "coco_masks", "audio": "fsdd"}
 def load_script(name: str):
     spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses in the script look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -255,3 +259,76 @@ def test_gan_training_path_runs(tmp_path: Path) -> None:
     assert "gan_d" not in logged[0] and "gan_d" in logged[-1] and "gan_weight" in logged[-1]
     assert report["num_items"] == 2
     assert "adversary" in torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+
+
+# ---- issue #10 defects 6 and 8: bad tokenizer data, and failed runs leave nothing half-made ----
+
+
+def _image_data(tmp_path: Path, policy: str = "raise", **kw) -> TokenizerDataConfig:
+    return TokenizerDataConfig(kind="image", train=[str(tmp_path / "train")], eval=[str(tmp_path / "train")],
+                               on_bad_sample=policy, **kw)  # fmt: skip
+
+
+def test_corrupt_image_raises_one_error_or_is_skipped_and_counted(tmp_path: Path) -> None:
+    from unio.data.bad_samples import CORRUPT_FILE, BadSampleError
+    from unio.data.tokenizer_datasets import ImageCropDataset
+
+    write_images(tmp_path / "train")
+    (tmp_path / "train" / "3.png").write_bytes(b"not a png at all")
+    with pytest.raises(BadSampleError, match=r"3\.png: field 'image': corrupt file") as raised:
+        ImageCropDataset(_image_data(tmp_path), 16, train=True)
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__, "one error, not a chain"
+    data = ImageCropDataset(_image_data(tmp_path, "skip", max_bad_fraction=0.2), 16, train=True)
+    assert len(data) == 9 and data.bad_samples.counts() == {CORRUPT_FILE: 1}
+    assert data.counts == {"items": 9, "bad_files": 1}
+    assert data[0].shape == (3, 16, 16)
+    with pytest.raises(ValueError, match=r"lost 1 of 10 image files \(10%\) > max_bad_fraction=0.05.*3\.png"):
+        ImageCropDataset(_image_data(tmp_path, "skip", max_bad_fraction=0.05), 16, train=True)
+
+
+def test_empty_wav_says_empty_file_and_all_bad_fails(tmp_path: Path) -> None:
+    from unio.data.bad_samples import BadSampleError
+    from unio.data.io import decode_wav
+    from unio.data.tokenizer_datasets import AudioClipDataset
+
+    with pytest.raises(ValueError, match="^empty file$"):
+        decode_wav(b"")
+    write_wavs(tmp_path / "wavs", ["0_a_5.wav", "1_a_6.wav"])
+    (tmp_path / "wavs" / "2_a_7.wav").write_bytes(b"")
+    cfg = TokenizerDataConfig(kind="audio", train=[str(tmp_path / "wavs")], eval=[str(tmp_path / "wavs")])
+    with pytest.raises(BadSampleError, match=r"2_a_7\.wav: field 'audio': corrupt file: empty file"):
+        AudioClipDataset(cfg, 8000, 1000, train=True)
+    cfg.on_bad_sample, cfg.max_bad_fraction = "skip", 0.5
+    assert len(AudioClipDataset(cfg, 8000, 1000, train=True)) == 2
+    for name in ("0_a_5.wav", "1_a_6.wav"):
+        (tmp_path / "wavs" / name).write_bytes(b"")
+    with pytest.raises(ValueError, match=r"no usable audio files.*corrupt file 3"):
+        AudioClipDataset(cfg, 8000, 1000, train=True)
+
+
+def test_failed_tokenizer_training_leaves_no_output_folder(tmp_path: Path) -> None:
+    from unio.data.bad_samples import BadSampleError
+
+    write_images(tmp_path / "train")
+    (tmp_path / "train" / "3.png").write_bytes(b"not a png at all")
+    overrides = [
+        "tokenizer=image/image_tiny_test",
+        f"tokenizer_data.train=[{tmp_path / 'train'}]",
+        f"tokenizer_data.eval=[{tmp_path / 'train'}]",
+        *common_overrides(tmp_path),
+        "train.steps=2",
+        "train.batch_size=4",
+    ]
+    train_script = load_script("train_tokenizer")
+    with pytest.raises(BadSampleError, match=r"3\.png"):
+        train_script.run(compose_train(overrides))
+    assert not (tmp_path / "run").exists(), "a failed run leaves no empty output folder"
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        train_script.run(compose_train([*overrides, "train.batch_size=64", "tokenizer_data.on_bad_sample=skip",
+                                        "tokenizer_data.max_bad_fraction=0.5"]))  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+    train_script.run(compose_train([*overrides, "tokenizer_data.on_bad_sample=skip", "tokenizer_data.max_bad_fraction=0.5",
+                                    "eval_after_training=false"]))  # fmt: skip
+    saved = json.loads((tmp_path / "run" / "bad_samples.json").read_text())
+    assert saved["counts"] == {"corrupt file": 1}

@@ -15,16 +15,28 @@ import numpy as np
 
 from unio.sequence import Boxes, Points, SequenceCodec, Special, Text
 from unio.tokenizers.builtin_text import builtin_corpus
-from unio.tokenizers.coords import CoordConfig, CoordTokenizer
+from unio.tokenizers.coords import CoordConfig, CoordTokenizer, OutOfImage
 from unio.tokenizers.text import TextTokenizer, TextTokenizerConfig
 from unio.vocab import MODALITIES, Vocabulary
+
+
+@dataclass
+class DemoCoordsConfig:
+    """The fields of `CoordConfig`, which is frozen: OmegaConf makes a frozen dataclass read-only, so
+    `unio-demo coords.num_bins=500` needs this mutable twin (tests/test_demo.py keeps the two in sync)."""
+
+    num_bins: int = 1000
+    out_of_image: OutOfImage = OutOfImage.clip
+
+    def build(self) -> CoordConfig:
+        return CoordConfig(num_bins=self.num_bins, out_of_image=self.out_of_image)
 
 
 @dataclass
 class DemoConfig:
     output_dir: str = "."  # vocabulary.json and text.model are written here
     text: TextTokenizerConfig = field(default_factory=lambda: TextTokenizerConfig(vocab_size=1000))
-    coords: CoordConfig = field(default_factory=CoordConfig)
+    coords: DemoCoordsConfig = field(default_factory=DemoCoordsConfig)
     corpus_sentences: int = 4000
     seed: int = 0
 
@@ -43,7 +55,7 @@ SAMPLE = {
 def run_demo(cfg: DemoConfig, log=print) -> dict:
     out = Path(cfg.output_dir)
     text = TextTokenizer.train(builtin_corpus(cfg.corpus_sentences, seed=cfg.seed), cfg.text)
-    coords = CoordTokenizer(cfg.coords)
+    coords = CoordTokenizer(cfg.coords.build() if isinstance(cfg.coords, DemoCoordsConfig) else cfg.coords)
     vocab = Vocabulary.default(text_size=text.vocab_size, coord_bins=coords.num_bins)
     vocab.to_json(out / "vocabulary.json")
     text.save(out / "text.model")

@@ -34,6 +34,8 @@ def load_image(path: str | Path) -> Image.Image:
 
 def decode_wav(data: bytes) -> tuple[np.ndarray, int]:
     """WAV bytes -> (float32 mono samples in [-1, 1], sample rate). Raises ValueError on bad files."""
+    if len(data) == 0:
+        raise ValueError("empty file")
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise ValueError("not a RIFF/WAVE file")
     pos, fmt, samples = 12, None, None

@@ -17,9 +17,19 @@ whose key differs is rebuilt (`on_mismatch: rebuild`) or refused with a message 
 (`refuse`); it is never used silently. Loading (`load_pretokenized`) checks the same key.
 
 Nothing is dropped without a count: per task the manifest records examples written, records the task
-does not apply to (e.g. no captions), examples over the length limits and bad records the source
-skipped (`on_bad_sample: skip`); those are listed one by one in bad_samples.json and summarised at
-the end of the run.
+does not apply to (e.g. no captions), examples over the length limits, bad records the source skipped
+(`on_bad_sample: skip`; both those rejected while the source was indexed and those whose files failed
+to load, in `counts.bad_records` and per reason in `bad_records_by_reason`) and annotations dropped
+from kept records (`on_bad_annotation: drop_annotation`, `counts.bad_annotations`). Every skipped
+record and dropped annotation is listed in bad_samples.json and summarised at the end of the run.
+
+A run that would silently train on too little fails instead, with the counts per reason and the first
+offending records in one line: a (dataset, task) that ends with 0 examples, or that lost more than
+`max_bad_fraction` of its records as bad. Its manifest stays incomplete ("failed": the message), so
+nothing loads it; a rerun with a larger `max_bad_fraction` finishes it without rebuilding the shards.
+
+The bad-sample policies that decide what the cache holds (`on_bad_sample`, `on_bad_annotation`, at
+the top level or in `source:`, or those of a `Source` passed in) are part of the key, wherever set.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from tqdm.auto import tqdm
 
 from unio.atomic import atomic_write_text
 from unio.data import transforms as T
-from unio.data.bad_samples import BadSampleReport
+from unio.data.bad_samples import BadSampleError, BadSampleReport, check_annotation_policy, check_policy
 from unio.tasks import Task, Tokenizers, encode_example, make_task
 from unio.tasks.bundle import TokenizersConfig
 
@@ -124,6 +134,10 @@ class PretokenizeConfig:
     max_target_len: int = 512
     seed: int = 0
     on_bad_sample: str = "raise"  # default for sources that do not set their own
+    # default for sources with annotations (coco, voc, hf): drop_annotation | drop_record | raise
+    on_bad_annotation: str = "drop_annotation"
+    # fail a (dataset, task) that loses more than this fraction of its records as bad (0 examples always fails)
+    max_bad_fraction: float = 0.1
     on_mismatch: str = "rebuild"  # rebuild | refuse: what to do with a cache built with other tokenizers
 
 
@@ -132,6 +146,7 @@ class CacheResult:
     path: Path
     status: str  # hit | built | resumed | rebuilt
     counts: dict[str, int]
+    bad_records_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------- keys
@@ -139,11 +154,42 @@ def _hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def cache_key(task: Task, tok: Tokenizers, entry: DatasetEntry, cfg: PretokenizeConfig) -> dict[str, Any]:
-    """What a cache depends on. Two builds with equal keys produce identical shards."""
+def effective_policies(entry: DatasetEntry, cfg: PretokenizeConfig, source: Any = None) -> dict[str, str]:
+    """The bad-sample policies the source of `entry` runs under: those of `source` when given, else the
+    source config's own, else the top-level defaults (`on_bad_annotation` only for sources that have it)."""
+    if source is not None:
+        found = {"on_bad_sample": source.on_bad_sample}
+        if getattr(source, "on_bad_annotation", None) is not None:
+            found["on_bad_annotation"] = source.on_bad_annotation
+        return found
+    found = {"on_bad_sample": entry.source.get("on_bad_sample", cfg.on_bad_sample)}
+    if _has_field(entry.source.get("kind"), "on_bad_annotation"):
+        found["on_bad_annotation"] = entry.source.get("on_bad_annotation", cfg.on_bad_annotation)
+    return found
+
+
+def _has_field(kind: Any, name: str) -> bool:
+    from unio.data.sources import SOURCES
+
+    if kind not in SOURCES:
+        return False
+    import dataclasses
+
+    return name in {f.name for f in dataclasses.fields(SOURCES[kind][0])}
+
+
+def cache_key(
+    task: Task,
+    tok: Tokenizers,
+    entry: DatasetEntry,
+    cfg: PretokenizeConfig,
+    policies: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """What a cache depends on. Two builds with equal keys produce identical shards. `policies` are
+    the effective bad-sample policies (default: `effective_policies(entry, cfg)`)."""
     options = {
         "task": {"class": type(task).__name__, **asdict(task)},
-        "source": entry.source,
+        "source": {**entry.source, **(policies or effective_policies(entry, cfg))},
         "train": entry.train,
         "repeats": entry.repeats,
         "limit": entry.limit,
@@ -169,7 +215,9 @@ def _describe_mismatch(found: dict[str, Any], expected: dict[str, Any]) -> str:
         if found.get("fingerprints", {}).get(name) != fp
     ]
     if found.get("options") != expected["options"]:
-        changed.append("build options (task fields, source, seed, shard size or length limits)")
+        changed.append(
+            "build options (task fields, source, bad-sample policy, seed, shard size or length limits)"
+        )
     return "; ".join(changed)
 
 
@@ -201,8 +249,19 @@ def _build_shard(dataset: str, shard: int, task_names: list[str]) -> dict[str, A
     tasks: dict[str, Task] = {name: _STATE["tasks"][dataset][name] for name in task_names}
     total = len(source) if entry.limit is None else min(entry.limit, len(source))
     indices = range(shard * cfg.shard_size, min((shard + 1) * cfg.shard_size, total))
-    source.bad_samples = BadSampleReport(source.bad_samples.name)
-    records = [(i, r) for i in indices if (r := source.get(i)) is not None]
+    # This shard's own report (saved with it); the source's report keeps growing (merged, never replaced).
+    known = source.bad_samples.copy()
+    shard_report = BadSampleReport(source.bad_samples.name)
+    records = []
+    for i in indices:
+        try:
+            records.append((i, source[i]))
+        except BadSampleError as error:  # the policy of `Source.get`, noting the record in both reports
+            if source.on_bad_sample == "raise" or error.fatal:
+                raise
+            source.bad_samples.add(error)
+            shard_report.add(error)
+    shard_report.merge(source.bad_samples.difference(known))  # annotations dropped while loading
     # Views: (record index, repeat, record after the transforms). Every task sees the same views, so
     # each view's image, masks and audio are encoded once, in batches.
     transform = _STATE["transforms"][dataset]
@@ -221,6 +280,7 @@ def _build_shard(dataset: str, shard: int, task_names: list[str]) -> dict[str, A
         rows: dict[str, list] = {key: [] for key in FEATURES}
         n = {"examples": 0, "not_applicable": 0, "too_long": 0, "records": len(records)}
         n["bad_records"] = len(indices) - len(records)  # skipped by the source (on_bad_sample=skip)
+        n["bad_annotations"] = len(shard_report.dropped_annotations)  # dropped while loading
         for index, repeat, view in views:
             example = task.build(view, _example_rng(cfg.seed, dataset, name, index, repeat), tok, entry.train)
             if example is None:
@@ -241,7 +301,7 @@ def _build_shard(dataset: str, shard: int, task_names: list[str]) -> dict[str, A
                 meta["affine"], meta["original_size"] = view.meta["affine"], view.meta.get("original_size")
             rows["meta"].append(json.dumps(meta))
             n["examples"] += 1
-        _write_shard(Path(cfg.cache_dir) / dataset / name, shard, rows, n, source.bad_samples.to_dict())
+        _write_shard(Path(cfg.cache_dir) / dataset / name, shard, rows, n, shard_report.to_dict())
         counts[name] = n
     return {"dataset": dataset, "counts": counts}
 
@@ -305,13 +365,20 @@ def pretokenize(
         )
     if not cfg.data:
         raise ValueError("pretokenize: no datasets configured (set `data`, e.g. data=shapes)")
+    check_policy(cfg.on_bad_sample)
+    check_annotation_policy(cfg.on_bad_annotation)
+    if not 0.0 <= cfg.max_bad_fraction <= 1.0:
+        raise ValueError(f"pretokenize: max_bad_fraction must be in [0, 1], got {cfg.max_bad_fraction!r}")
     tok = tok or Tokenizers.from_config(cfg.tokenizers)
     cache = Path(cfg.cache_dir)
     results: dict[str, CacheResult] = {}
     jobs: list[tuple[str, int, list[str]]] = []
     state: dict[str, Any] = {"cfg": cfg, "tok": tok, "sources": {}, "tasks": {}, "transforms": {}}
     reports: dict[str, BadSampleReport] = {}
+    # dataset -> (records rejected while the source was indexed, number of records indexed)
+    indexing: dict[str, tuple[BadSampleReport, int]] = {}
     for dataset, entry in cfg.data.items():
+        policies = effective_policies(entry, cfg, (sources or {}).get(dataset))
         tasks = {name: make_task(name, **(options or {})) for name, options in entry.tasks.items()}
         state["transforms"][dataset] = build_transforms(entry.transforms, f"data.{dataset}.transforms")
         for task in tasks.values():
@@ -320,7 +387,7 @@ def pretokenize(
         source = None
         for name, task in tasks.items():
             task_dir = cache / dataset / name
-            key = cache_key(task, tok, entry, cfg)
+            key = cache_key(task, tok, entry, cfg, policies)
             manifest = read_manifest(task_dir)
             status = "built"
             if manifest is not None and {k: manifest.get(k) for k in key} != key:
@@ -355,25 +422,45 @@ def pretokenize(
             state["sources"][dataset] = source
             state["tasks"][dataset] = tasks
             reports[dataset] = source.bad_samples  # records dropped while indexing; shards add the rest
+            indexing[dataset] = (source.bad_samples.copy(), len(source))
             jobs += [(dataset, s, names) for s, names in sorted(pending.items())]
     _run_jobs(jobs, state, cfg.num_proc, progress)
+    failures = []
     for name, result in results.items():
         if result.status != "hit":
-            result.counts = _finish(result.path, reports[name.split("/")[0]])
-            log(f"{name}: {result.status} {result.path} {result.counts}")
+            dataset = name.split("/")[0]
+            result.counts, result.bad_records_by_reason, failure = _finish(
+                name, result.path, reports[dataset], *indexing[dataset], cfg.max_bad_fraction
+            )
+            if failure:
+                failures.append(failure)
+                log(f"{name}: FAILED {failure}")
+            else:
+                log(f"{name}: {result.status} {result.path} {result.counts}")
         else:
+            manifest = read_manifest(result.path) or {}
+            result.bad_records_by_reason = manifest.get("bad_records_by_reason", {})
             log(f"{name}: cache hit {result.path} {result.counts}")
     for dataset, report in reports.items():
         report.write_json(cache / dataset / "bad_samples.json")
-        if len(report):
+        if len(report) or report.dropped_annotations:
             log(report.summary())
+    if failures:
+        raise ValueError(
+            f"pretokenize failed: {' | '.join(failures)}. Every skipped record is listed in "
+            f"{cache}/<dataset>/bad_samples.json; fix the data or the task options, or accept more loss "
+            f"with max_bad_fraction=... (now {cfg.max_bad_fraction})"
+        )
     return results
 
 
 def _build_source(entry: DatasetEntry, cfg: PretokenizeConfig) -> Any:
     from unio.data.sources import build_source
 
-    return build_source({"on_bad_sample": cfg.on_bad_sample, **entry.source})
+    defaults = {"on_bad_sample": cfg.on_bad_sample}
+    if _has_field(entry.source.get("kind"), "on_bad_annotation"):
+        defaults["on_bad_annotation"] = cfg.on_bad_annotation
+    return build_source({**defaults, **entry.source})
 
 
 def _run_jobs(
@@ -403,20 +490,63 @@ def _run_jobs(
             datasets.enable_progress_bars()
 
 
-def _finish(task_dir: Path, report: BadSampleReport) -> dict[str, int]:
-    """Sum the shard counts, collect the records the source skipped, mark the manifest complete."""
+def _finish(
+    name: str,
+    task_dir: Path,
+    report: BadSampleReport,
+    indexed: BadSampleReport,
+    num_indexed: int,
+    max_bad_fraction: float,
+) -> tuple[dict[str, int], dict[str, int], str | None]:
+    """Sum the shard counts, add the records rejected while indexing, collect every skipped record into
+    `report`, and mark the manifest complete; or, if the task ends with 0 examples or lost more than
+    `max_bad_fraction` of its records, leave it incomplete and return the failure (one line)."""
     manifest = read_manifest(task_dir)
     totals: dict[str, int] = {}
+    loaded = BadSampleReport(report.name)  # what the shards skipped or dropped while loading
     for s in range(manifest["num_shards"]):
         counts = json.loads((task_dir / shard_name(s) / "counts.json").read_text())
         for key, value in counts.items():
             totals[key] = totals.get(key, 0) + value
-        report.merge(
+        loaded.merge(
             BadSampleReport.from_dict(json.loads((task_dir / shard_name(s) / "skipped.json").read_text()))
         )
-    manifest.update(complete=True, counts=totals, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    # `indexed` may already hold load-time entries (a source passed in and iterated before): count once.
+    indexed = indexed.difference(loaded)
+    task_report = indexed.copy()
+    task_report.merge(loaded)
+    report.merge(task_report)
+    load_bad = totals.get("bad_records", 0)
+    totals["bad_records"] = load_bad + len(indexed)
+    totals["bad_annotations"] = totals.get("bad_annotations", 0) + len(indexed.dropped_annotations)
+    by_reason = task_report.counts()
+    # Fraction of records lost: rejected while indexing (out of every record of the source), then
+    # failing to load (out of the records this task read, fewer under `limit`).
+    attempted = totals.get("records", 0) + load_bad
+    kept_indexing = num_indexed / (num_indexed + len(indexed)) if num_indexed + len(indexed) else 0.0
+    kept_loading = (attempted - load_bad) / attempted if attempted else 0.0
+    lost = 1.0 - kept_indexing * kept_loading
+    failure = None
+    detail = ", ".join(f"{k} {v}" for k, v in totals.items())
+    if by_reason:
+        detail += "; bad records by reason: " + ", ".join(f"{r} {n}" for r, n in by_reason.items())
+        detail += f"; first: {task_report.first()}"
+    if totals.get("examples", 0) == 0:
+        failure = f"{name}: 0 examples ({detail})"
+    elif totals["bad_records"] and lost > max_bad_fraction:
+        seen = totals["bad_records"] + totals.get("records", 0)
+        failure = (
+            f"{name}: lost {totals['bad_records']} of {seen} records ({lost:.0%}) > "
+            f"max_bad_fraction={max_bad_fraction} ({detail})"
+        )
+    manifest.update(counts=totals, bad_records_by_reason=by_reason)
+    if failure:
+        manifest.update(complete=False, failed=failure)
+    else:
+        manifest.pop("failed", None)
+        manifest.update(complete=True, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     atomic_write_text(task_dir / MANIFEST, json.dumps(manifest, indent=1))
-    return totals
+    return totals, by_reason, failure
 
 
 # --------------------------------------------------------------------------------------- loading

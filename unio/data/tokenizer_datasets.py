@@ -8,6 +8,12 @@ All paths come from ``TokenizerDataConfig`` (Hydra group ``conf/tokenizer_data``
   ``wavs/{id}.wav`` beside it). ``train_pattern``/``eval_pattern`` (regex on the file name) select a
   split, e.g. FSDD's official test indices 0-4.
 Training items are randomly augmented; evaluation items are deterministic (centre crops, clip starts).
+
+Bad files follow ``on_bad_sample`` as in the task sources (unio/data/bad_samples.py): ``raise`` stops at
+the first one with a `BadSampleError` naming file, field and reason; ``skip`` leaves it out and lists it in
+the dataset's ``bad_samples`` report (``counts`` gives items kept and files skipped). Either way a
+dataset with no usable item, or that lost more than ``max_bad_fraction`` of its files, is a ValueError
+with the counts per reason and the first offending files.
 """
 
 from __future__ import annotations
@@ -24,7 +30,14 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from unio.data.io import load_image, load_wav
+from unio.data.bad_samples import (
+    MALFORMED,
+    WRONG_SAMPLE_RATE,
+    BadSampleError,
+    BadSampleReport,
+    check_policy,
+)
+from unio.data.sources._readers import read_image, read_wav
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -43,10 +56,52 @@ class TokenizerDataConfig:
     min_box_side: float = 8.0  # mask: skip instances whose longer box side is shorter (pixels)
     mask_margin: float = 1.25  # mask: crop side / longer box side
     max_eval_items: int | None = None
+    on_bad_sample: str = "raise"  # raise | skip (corrupt or missing files, wrong sample rate, bad masks)
+    max_bad_fraction: float = 0.1  # under skip: fail when more than this fraction of the files is bad
 
     def __post_init__(self) -> None:
         if self.kind not in ("image", "mask", "audio"):
             raise ValueError(f"tokenizer_data.kind={self.kind!r}: expected image, mask or audio")
+        try:
+            check_policy(self.on_bad_sample)
+        except ValueError as error:
+            raise ValueError(f"tokenizer_data.{error}") from None
+
+
+class _Loader:
+    """Loads items one by one under the bad-sample policy; `finish` checks what is left."""
+
+    def __init__(self, cfg: TokenizerDataConfig, what: str, train: bool, unit: str = "files") -> None:
+        self.cfg, self.what, self.unit = cfg, what, unit
+        self.report = BadSampleReport(f"tokenizer_data {what} ({'train' if train else 'eval'})")
+        self.attempted = 0
+
+    def __call__(self, load, *args):
+        """`load(*args)`, or None when it raised a BadSampleError under `skip`."""
+        self.attempted += 1
+        try:
+            return load(*args)
+        except BadSampleError as error:
+            if self.cfg.on_bad_sample == "raise":
+                raise
+            self.report.add(error)
+            return None
+
+    def finish(self, kept: int) -> dict[str, int]:
+        bad = len(self.report)
+        reasons = ", ".join(f"{r} {n}" for r, n in self.report.counts().items())
+        detail = f"({reasons}; first: {self.report.first()})" if bad else ""
+        if kept == 0:
+            raise ValueError(
+                f"tokenizer_data: no usable {self.what} {self.unit}: {bad} of {self.attempted} bad {detail}".rstrip()
+            )
+        if bad and bad / self.attempted > self.cfg.max_bad_fraction:
+            raise ValueError(
+                f"tokenizer_data: lost {bad} of {self.attempted} {self.what} {self.unit} ({bad / self.attempted:.0%}) > "
+                f"max_bad_fraction={self.cfg.max_bad_fraction} {detail}; fix the files or raise "
+                "tokenizer_data.max_bad_fraction"
+            )
+        return {"items": kept, f"bad_{self.unit}": bad}
 
 
 def _files(roots: list[str], suffixes: tuple[str, ...], pattern: str, what: str) -> list[Path]:
@@ -79,8 +134,12 @@ class ImageCropDataset(Dataset):
         )
         if not train and cfg.max_eval_items:
             files = files[: cfg.max_eval_items]
-        self.files = files
-        self.images = [load_image(p) for p in files]
+        loader = _Loader(cfg, "image", train)
+        loaded = [(p, loader(read_image, p)) for p in files]
+        self.files = [p for p, image in loaded if image is not None]
+        self.images = [Image.fromarray(image) for _, image in loaded if image is not None]
+        self.bad_samples = loader.report
+        self.counts = loader.finish(len(self.images))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -115,22 +174,39 @@ class MaskCropDataset(Dataset):
         self.cfg, self.resolution, self.train = cfg, resolution, train
         self.rles: list[dict] = []
         self.boxes: list[tuple[float, float, float, float]] = []
+        loader = _Loader(cfg, "mask", train, unit="instances")
+
+        def instance(ann_file: str, coco, ann: dict) -> tuple[dict, tuple] | None:
+            field_name = f"annotations[id={ann.get('id')}]"
+            try:
+                box = tuple(float(v) for v in ann["bbox"])
+                if len(box) != 4:
+                    raise ValueError(f"bbox {ann['bbox']!r} has {len(box)} values")
+                if max(box[2:]) < cfg.min_box_side or not ann.get("segmentation"):
+                    return None
+                rle = coco.annToRLE(ann)
+                area = mask_utils.area(rle)
+            except (KeyError, TypeError, ValueError, IndexError) as error:
+                raise BadSampleError(
+                    ann_file, field_name, MALFORMED, str(error), str(ann.get("id"))
+                ) from None
+            return (rle, box) if area else None
+
         for ann_file in cfg.train if train else cfg.eval:
             if not Path(ann_file).is_file():
                 raise FileNotFoundError(f"COCO instance annotation file not found: {ann_file}")
             coco = COCO(str(ann_file))
             for ann in coco.loadAnns(sorted(coco.getAnnIds(iscrowd=False))):
-                if max(ann["bbox"][2:]) < cfg.min_box_side or not ann.get("segmentation"):
-                    continue
-                rle = coco.annToRLE(ann)
-                if not mask_utils.area(rle):
-                    continue
-                self.rles.append(rle)
-                self.boxes.append(tuple(ann["bbox"]))
-        if not self.rles:
+                found = loader(instance, ann_file, coco, ann)
+                if found is not None:
+                    self.rles.append(found[0])
+                    self.boxes.append(found[1])
+        self.bad_samples = loader.report
+        if not self.rles and not len(loader.report):
             raise ValueError(
                 f"no instance masks with box side >= {cfg.min_box_side} in {cfg.train if train else cfg.eval}"
             )
+        self.counts = loader.finish(len(self.rles))
         if not train and cfg.max_eval_items:
             self.rles, self.boxes = self.rles[: cfg.max_eval_items], self.boxes[: cfg.max_eval_items]
         self._decode = mask_utils.decode
@@ -220,19 +296,27 @@ class AudioClipDataset(Dataset):
         )
         if not train and cfg.max_eval_items:
             files = files[: cfg.max_eval_items]
-        self.files = files
+        self.files: list[Path] = []
         self.clips: list[Tensor] = []
-        for path in files:
-            wav, rate = load_wav(path)
-            if wav.numel() == 0:
-                raise ValueError(f"empty audio file: {path}")
+
+        def clip(path: Path) -> Tensor:
+            samples, rate = read_wav(path, "audio")
+            wav = torch.from_numpy(samples)
             if rate != sample_rate:
                 if resample is None:
-                    raise ValueError(
-                        f"{path} has sample rate {rate}, expected {sample_rate} (pass resample=)"
-                    )
+                    raise BadSampleError(path, "sample_rate", WRONG_SAMPLE_RATE,
+                                         f"{rate} Hz, expected {sample_rate} Hz (pass resample=)")  # fmt: skip
                 wav = resample(wav, rate, sample_rate)
-            self.clips.append(wav)
+            return wav
+
+        loader = _Loader(cfg, "audio", train)
+        for path in files:
+            wav = loader(clip, path)
+            if wav is not None:
+                self.files.append(path)
+                self.clips.append(wav)
+        self.bad_samples = loader.report
+        self.counts = loader.finish(len(self.clips))
 
     def __len__(self) -> int:
         return len(self.clips)

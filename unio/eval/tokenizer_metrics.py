@@ -28,9 +28,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from unio.data.io import save_wav
+from unio.pictures import preview_picture
 from unio.tokenizers.mask import mask_iou
 from unio.tokenizers.vq import GridTokenizer
-from unio.train.tokenizer_trainer import preview_picture
 
 
 def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:

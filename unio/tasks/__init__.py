@@ -45,7 +45,7 @@ def make_task(name: str, **options: Any) -> Task:
     """`TASKS[name]` with some fields changed (from config), e.g. `make_task("classify", classes=[...])`.
     Unknown task names and unknown fields are errors that list the valid ones."""
     if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
+        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
     base = TASKS[name]
     fields = {f.name for f in dataclasses.fields(base) if f.init}
     unknown = sorted(set(options) - fields)

@@ -212,8 +212,12 @@ class Tokenizers:
     def require(self, name: str, task: str) -> GridTokenizerLike:
         tok = getattr(self, name)
         if tok is None:
+            article = "an" if name[0] in "aeiou" else "a"
             raise ValueError(
-                f"task {task!r} needs a {name} tokenizer but none is loaded; set tokenizers.{name} in the config"
+                f"task {task!r} needs {article} {name} tokenizer but none is loaded: set "
+                f"tokenizers.{name}.path to a tokenizer/ folder saved by `unio-train-tokenizer` (train one "
+                f"with `unio-train-tokenizer tokenizer={name}/<preset>`), or set "
+                f"tokenizers.{name}.tiny_seed=0 for a smoke run"
             )
         return tok
 

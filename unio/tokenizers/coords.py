@@ -143,6 +143,9 @@ class CoordTokenizer:
         if failing.any():
             raise error(failing, lambda i: "has a non-finite value (NaN or inf)")
 
+        # float64 before any arithmetic: a float32 width that is tiny (even subnormal) but positive
+        # must not vanish in x + w, whatever type (numpy or torch, float32 or float64) the caller used.
+        values = values.astype(np.float64)
         xyxy = _to_xyxy(values, fmt)
         failing, reasons = _degenerate(values, xyxy, fmt)
         if failing.any():

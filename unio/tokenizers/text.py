@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ class TextTokenizerConfig:
     character_coverage: float = 0.9995  # rare characters go to byte fallback instead of pieces
     max_sentences: int = 2_000_000  # sampled from the corpus when it is larger
     split_digits: bool = True  # one piece per digit: numbers stay compositional
-    # When the corpus is too small for `vocab_size` pieces, train a smaller model instead of failing.
+    # When the corpus is too small for `vocab_size` pieces: True = train a smaller model and warn
+    # (UserWarning naming both sizes and why); False = fail with a ValueError.
     allow_smaller_vocab: bool = True
 
     def __post_init__(self) -> None:
@@ -91,11 +93,23 @@ class TextTokenizer:
             bos_id=-1,
             eos_id=-1,
             pad_id=-1,
-            hard_vocab_limit=not config.allow_smaller_vocab,
+            hard_vocab_limit=False,  # a short corpus gives fewer pieces; checked below, with our message
             num_threads=1,  # deterministic piece set; training on a 2-core laptop is seconds anyway
             minloglevel=2,
         )
-        return cls(model.getvalue(), source="<trained>")
+        tokenizer = cls(model.getvalue(), source="<trained>")
+        if tokenizer.vocab_size < config.vocab_size:
+            message = (
+                f"text tokenizer: {config.vocab_size} pieces requested, got {tokenizer.vocab_size}: the "
+                f"training corpus ({len(sentences)} sentences, {sum(map(len, sentences))} characters, "
+                f"{len({c for s in sentences for c in s})} distinct characters) has too few distinct "
+                "substrings for more pieces (256 of them are byte-fallback pieces). Train on a larger "
+                "corpus or ask for a smaller vocab_size"
+            )
+            if not config.allow_smaller_vocab:
+                raise ValueError(f"{message} (allow_smaller_vocab=false)")
+            warnings.warn(f"{message}; continuing with the smaller vocabulary", UserWarning, stacklevel=2)
+        return tokenizer
 
     # ----------------------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> None:

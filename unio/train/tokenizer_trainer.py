@@ -8,7 +8,9 @@ time-boxed run still anneals its learning rate to the end.
 
 Outputs in ``out_dir``: ``checkpoint.pt`` (atomic, loaded with ``weights_only=True``; resume continues
 from it), ``samples/step_*.png`` reconstruction pictures, ``train_log.jsonl``, and the final tokenizer in
-``out_dir/tokenizer`` (the safetensors format of ``unio.tokenizers.saved``).
+``out_dir/tokenizer`` (the safetensors format of ``unio.tokenizers.saved``), and ``bad_samples.json``
+when ``tokenizer_data.on_bad_sample=skip`` left files out. A run that fails before its first checkpoint
+removes the folders it created: no empty ``out_dir`` is left behind.
 """
 
 from __future__ import annotations
@@ -18,20 +20,20 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from unio.data.tokenizer_datasets import TokenizerDataConfig, build_tokenizer_dataset
+from unio.pictures import preview_picture
 from unio.tokenizers.image import ImageAdversarialLoss, VGGPerceptualLoss
 from unio.tokenizers.saved import build_tokenizer, save_pretrained
 from unio.tokenizers.vq import GridTokenizer
@@ -137,37 +139,6 @@ def _batch_input(batch: Any) -> tuple[Tensor, Tensor | None]:
     return batch, None
 
 
-def preview_picture(tokenizer: GridTokenizer, target: Tensor, recon: Tensor, n: int = 8) -> Image.Image:
-    """Originals (top) vs reconstructions (bottom); masks as overlays; spectrograms as heat maps."""
-    target, recon = target[:n].detach().float().cpu(), recon[:n].detach().float().cpu()
-    if tokenizer.kind == "image":
-        rows = [((torch.cat(list(t), dim=2) + 1) * 127.5).clamp(0, 255) for t in (target, recon)]
-        grid = torch.cat(rows, dim=1).permute(1, 2, 0).round().byte().numpy()
-        return Image.fromarray(grid)
-    if tokenizer.kind == "mask":  # red = target only, green = reconstruction only, yellow = both
-        pred = (torch.sigmoid(recon) > 0.5).float()
-        rgb = torch.stack([target[:, 0], pred[:, 0], torch.zeros_like(pred[:, 0])], dim=1)
-        grid = torch.cat(list(rgb), dim=2).permute(1, 2, 0).mul(255).byte().numpy()
-        return Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    count = min(4, target.shape[0])
-    fig, axes = plt.subplots(2, count, figsize=(3 * count, 5), squeeze=False)
-    for i in range(count):
-        for row, (spec, title) in enumerate(((target[i, 0], "original"), (recon[i, 0], "reconstruction"))):
-            axes[row][i].imshow(spec.numpy(), origin="lower", aspect="auto", vmin=-1, vmax=1, cmap="magma")
-            axes[row][i].set_title(title, fontsize=8)
-            axes[row][i].axis("off")
-    fig.tight_layout()
-    fig.canvas.draw()
-    picture = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
-    plt.close(fig)
-    return picture
-
-
 def _start_wandb(cfg: TokenizerTrainConfig, out_dir: Path, config: dict[str, Any]):
     if cfg.wandb.mode == "disabled":
         return None
@@ -182,15 +153,37 @@ def _start_wandb(cfg: TokenizerTrainConfig, out_dir: Path, config: dict[str, Any
     )
 
 
+def _first_missing(path: Path) -> Path | None:
+    """The outermost directory of `path` (itself or an ancestor) that does not exist yet."""
+    path = path.absolute()
+    if path.exists():
+        return None
+    while not path.parent.exists():
+        path = path.parent
+    return path
+
+
 def train_tokenizer(
     kind: str, tokenizer_config: dict[str, Any], data_cfg: TokenizerDataConfig, cfg: TokenizerTrainConfig
 ) -> TrainResult:
-    """Train (or resume) a tokenizer; returns it with the directory holding checkpoints and the result."""
+    """Train (or resume) a tokenizer; returns it with the directory holding checkpoints and the result.
+    If it fails before writing a checkpoint, the directories it created are removed again."""
+    created = _first_missing(Path(cfg.out_dir))
+    try:
+        return _train_tokenizer(kind, tokenizer_config, data_cfg, cfg)
+    except BaseException:
+        if created is not None and not (Path(cfg.out_dir) / "checkpoint.pt").exists():
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _train_tokenizer(
+    kind: str, tokenizer_config: dict[str, Any], data_cfg: TokenizerDataConfig, cfg: TokenizerTrainConfig
+) -> TrainResult:
     torch.set_num_threads(cfg.num_threads)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     out_dir = Path(cfg.out_dir)
-    (out_dir / "samples").mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
 
     probe = build_tokenizer(kind, tokenizer_config)  # to learn the grid size for the dead-code threshold
@@ -203,6 +196,11 @@ def train_tokenizer(
     dataset = build_tokenizer_dataset(data_cfg, tokenizer, train=True)
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"training set has {len(dataset)} items, fewer than batch_size={cfg.batch_size}")
+    (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+    report = getattr(dataset, "bad_samples", None)
+    if report is not None and len(report):
+        report.write_json(out_dir / "bad_samples.json")
+        print(report.summary())
     loader = DataLoader(
         dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, num_workers=cfg.num_workers
     )
@@ -227,6 +225,7 @@ def train_tokenizer(
         perceptual = VGGPerceptualLoss.from_file(loss_cfg.perceptual_weights_path).to(device)
 
     run_config = {"kind": kind, "tokenizer": tokenizer_config, "data": asdict(data_cfg), "train": asdict(cfg)}
+    run_config["data_counts"] = getattr(dataset, "counts", {})
     step, elapsed_before = 0, 0.0
     ckpt_path = out_dir / "checkpoint.pt"
     if cfg.resume and ckpt_path.exists():

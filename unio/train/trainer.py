@@ -146,6 +146,9 @@ class TrainResult:
     last_loss: float | None
     nonfinite_steps: int
     checkpoint: Path | None
+    # Wall-clock accounting of this call's loop (steps after the first, which pays for warm-up):
+    # seconds, real tokens, and the seconds spent in checkpoint writes and validation.
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 class NonFiniteLossError(ValueError):
@@ -379,6 +382,8 @@ def train(
         dynamic_ncols=True,
     )
     status = "completed"
+    timing = {"loop_tokens": 0.0, "checkpoint_seconds": 0.0, "validation_seconds": 0.0}
+    loop_start = time.perf_counter()
 
     def save(step: int, val_loss: float | None) -> Path:
         mixtures = all_gather_object(consumed_state)
@@ -479,6 +484,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             state["step"] = step + 1
             window["time"] += time.perf_counter() - step_start
+            if step > start_step:
+                timing["loop_tokens"] += float(stats[2])
             window["tokens"] += float(stats[2])
             window["input_tokens"] += float(stats[2] - stats[1])
             window["target_tokens"] += float(stats[1])
@@ -504,7 +511,9 @@ def train(
 
             val_loss = None
             if val_components and ((tcfg.val_every and done % tcfg.val_every == 0) or done == tcfg.max_steps):
+                val_start = time.perf_counter()
                 val_loss = _validate(wrapped, val_components, collator, info, tcfg, loss_fn, groups, tok)
+                timing["validation_seconds"] += time.perf_counter() - val_start
                 record = {"step": done, "split": "val", **val_loss}
                 if val_hook is not None:
                     record.update(val_hook(wrapped.model, tok, done))
@@ -516,7 +525,11 @@ def train(
                     state["best_val_loss"], state["best_step"] = val_loss, done
             stopping = bool(stats[3])  # any rank got SIGTERM/SIGUSR1: all stop at this step
             if stopping or done % tcfg.checkpoint_every == 0 or done == tcfg.max_steps:
+                save_start = time.perf_counter()
                 last_checkpoint = save(done, val_loss)
+                timing["checkpoint_seconds"] += time.perf_counter() - save_start
+            if step == start_step:
+                loop_start = time.perf_counter()  # the loop clock starts after the warm-up step
             if tcfg.fault.kill_at_step == done:
                 os.kill(os.getpid(), signal.SIGKILL)
             if stopping and done < tcfg.max_steps:
@@ -527,6 +540,7 @@ def train(
                     "with the same run_dir (resume=auto) to continue"
                 )
                 break
+        timing["loop_seconds"] = time.perf_counter() - loop_start
     finally:
         stream.close()
         bar.close()
@@ -550,6 +564,7 @@ def train(
         last_loss,
         state["nonfinite_steps"],
         last_checkpoint,
+        timing,
     )
 
 

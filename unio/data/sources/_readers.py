@@ -30,7 +30,8 @@ def read_image(
             image.load()  # decode fully now: truncated files fail here, not later
             return image_to_array(image)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
-        raise BadSampleError(path, field, CORRUPT_FILE, str(error), record_id) from error
+        # `from None`: the detail holds the decoder's message; one error, not two chained tracebacks
+        raise BadSampleError(path, field, CORRUPT_FILE, str(error), record_id) from None
 
 
 def read_wav(
@@ -44,7 +45,7 @@ def read_wav(
     try:
         audio, rate = decode_wav(data)
     except (ValueError, struct.error) as error:
-        raise BadSampleError(path, field, CORRUPT_FILE, str(error), record_id) from error
+        raise BadSampleError(path, field, CORRUPT_FILE, str(error), record_id) from None
     if len(audio) == 0:
-        raise BadSampleError(path, field, CORRUPT_FILE, "no samples", record_id)
+        raise BadSampleError(path, field, CORRUPT_FILE, "no samples (empty data chunk)", record_id)
     return audio, rate

@@ -9,6 +9,10 @@
 Problems visible in the annotations are found while indexing (the constructor): under `skip` those
 records never enter the index, under `raise` the constructor raises. Subclasses call `self.reject(...)`
 for them, and raise `BadSampleError` from `load` for problems found when reading files.
+
+A bad annotation inside a record (one box, one category, one mask) goes through
+`self.bad_annotation(error)` first, which applies `on_bad_annotation` (unio/data/bad_samples.py): drop
+and count just that annotation (default), make the whole record bad (`drop_record`), or stop (`raise`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from unio.data.bad_samples import (
     DEGENERATE_BOX,
     BadSampleError,
     BadSampleReport,
+    check_annotation_policy,
     check_policy,
 )
 from unio.data.record import Record
@@ -35,8 +40,12 @@ class Source:
 
     kind = "source"
 
-    def __init__(self, on_bad_sample: str, description: str) -> None:
+    def __init__(self, on_bad_sample: str, description: str, on_bad_annotation: str | None = None) -> None:
         self.on_bad_sample = check_policy(on_bad_sample)
+        # None: the source has no per-annotation labels (a bad annotation is a bad record)
+        self.on_bad_annotation = (
+            check_annotation_policy(on_bad_annotation) if on_bad_annotation is not None else None
+        )
         self.description = description
         self.bad_samples = BadSampleReport(f"{self.kind} {description}")
         self._index: list = []
@@ -47,9 +56,20 @@ class Source:
 
     def reject(self, error: BadSampleError) -> None:
         """A record found bad while indexing: raise now, or note it and leave it out of the index."""
-        if self.on_bad_sample == "raise":
+        if self.on_bad_sample == "raise" or error.fatal:
             raise error
         self.bad_samples.add(error)
+
+    def bad_annotation(self, error: BadSampleError) -> None:
+        """One bad annotation of a record, under `on_bad_annotation`: returns after noting the drop
+        (`drop_annotation`); raises `error` for the record's policy to handle (`drop_record`), or
+        marked fatal so that no policy skips it (`raise`)."""
+        if self.on_bad_annotation == "drop_annotation":
+            self.bad_samples.add_annotation(error)
+            return
+        if self.on_bad_annotation == "raise":
+            error.fatal = True
+        raise error
 
     # -- public access ----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -64,7 +84,7 @@ class Source:
         try:
             return self[index]
         except BadSampleError as error:
-            if self.on_bad_sample == "raise":
+            if self.on_bad_sample == "raise" or error.fatal:
                 raise
             self.bad_samples.add(error)
             return None
@@ -78,7 +98,7 @@ class Source:
             log.warning("%s", self.bad_samples.summary())
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.description!r}, {len(self)} records, on_bad_sample={self.on_bad_sample!r})"
+        return f"{type(self).__name__}({self.description!r}, {len(self)} records, on_bad_sample={self.on_bad_sample!r}, on_bad_annotation={self.on_bad_annotation!r})"
 
 
 def require_path(path: str | None, field: str, kind: str, is_dir: bool = False) -> Path:

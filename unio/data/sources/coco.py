@@ -43,6 +43,11 @@ class CocoConfig:
     allow_empty: bool = False  # keep images without any annotation (detection negatives)
     box_tolerance: float = 2.0  # pixels a box may overshoot the border before it counts as bad
     on_bad_sample: str = "raise"
+    on_bad_annotation: str = "drop_annotation"  # drop_annotation | drop_record | raise (docs/data.md)
+
+
+# The key every annotation of each file kind has; a file without it is of another COCO format.
+_ANNOTATION_KEY = {"instances": "bbox", "captions": "caption", "keypoints": "keypoints"}
 
 
 def _load_json(path: str, field: str) -> dict:
@@ -53,9 +58,18 @@ def _load_json(path: str, field: str) -> dict:
     except json.JSONDecodeError as error:
         raise ValueError(
             f"coco source: config field {field!r}: {resolved} is not valid JSON: {error}"
-        ) from error
+        ) from None
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise ValueError(f"coco source: {resolved} is not a COCO file (needs 'images' and 'annotations')")
+    key = _ANNOTATION_KEY[field]
+    annotations = [a for a in data["annotations"] if isinstance(a, dict)]
+    if annotations and not any(key in a for a in annotations):
+        other = [f for f, k in _ANNOTATION_KEY.items() if f != field and any(k in a for a in annotations)]
+        hint = f"; it holds {other[0]} annotations: set it as `{other[0]}`" if other else ""
+        raise ValueError(
+            f"coco source: config field {field!r}: {resolved} is not a COCO {field} file (no annotation "
+            f"has {key!r}){hint}"
+        )
     return data
 
 
@@ -64,7 +78,11 @@ class CocoSource(Source):
 
     def __init__(self, config: CocoConfig) -> None:
         files = {f: getattr(config, f) for f in ("instances", "captions", "keypoints") if getattr(config, f)}
-        super().__init__(config.on_bad_sample, ", ".join(str(p) for p in files.values()) or "(no files)")
+        super().__init__(
+            config.on_bad_sample,
+            ", ".join(str(p) for p in files.values()) or "(no files)",
+            config.on_bad_annotation,
+        )
         if not files:
             raise ValueError(
                 "coco source: set at least one of config fields 'instances', 'captions', 'keypoints'"
@@ -75,6 +93,7 @@ class CocoSource(Source):
         images: dict[int, dict] = {}
         objects: dict[int, dict[int, dict]] = defaultdict(dict)  # image id -> annotation id -> annotation
         captions: dict[int, list[str]] = defaultdict(list)
+        bad_captions: dict[int, list[BadSampleError]] = defaultdict(list)
         self.annotation_files: dict[int, str] = {}
         for field, path in files.items():
             data = _load_json(path, field)
@@ -86,7 +105,11 @@ class CocoSource(Source):
             for ann in data["annotations"]:
                 image_id = int(ann["image_id"])
                 if field == "captions":
-                    captions[image_id].append(str(ann["caption"]).strip())
+                    if not isinstance(ann.get("caption"), str):  # judged with its image, below
+                        bad_captions[image_id].append(BadSampleError(path, f"annotations[id={ann.get('id')}].caption",
+                                                                     MALFORMED, f"{ann.get('caption')!r}", str(image_id)))  # fmt: skip
+                        continue
+                    captions[image_id].append(ann["caption"].strip())
                 elif "id" in ann and int(ann["id"]) in objects[image_id]:
                     objects[image_id][int(ann["id"])].update(ann)  # keypoints merged into the instance
                 else:
@@ -100,7 +123,14 @@ class CocoSource(Source):
             path = str(self.image_dir / image["file_name"])
             try:
                 size = (int(image["width"]), int(image["height"]))
-                checked = [self._check_annotation(ann, size, record_id) for ann in anns]
+                for error in bad_captions.get(image_id, []):
+                    self.bad_annotation(error)
+                checked = []
+                for ann in anns:
+                    try:
+                        checked.append(self._check_annotation(ann, size, record_id))
+                    except BadSampleError as error:
+                        self.bad_annotation(error)  # returns when only this annotation is dropped
                 if not checked and not captions.get(image_id) and not config.allow_empty:
                     raise BadSampleError(self.annotation_files[image_id], "annotations", EMPTY_ANNOTATIONS,
                                          f"image {image['file_name']} has no objects or captions", record_id)  # fmt: skip
@@ -170,7 +200,11 @@ class CocoSource(Source):
         for ann in anns:
             mask = None
             if self.config.load_masks and ann["segmentation"] is not None:
-                mask = self._decode_mask(ann["segmentation"], height, width, ann["where"], record_id)
+                try:
+                    mask = self._decode_mask(ann["segmentation"], height, width, ann["where"], record_id)
+                except BadSampleError as error:
+                    self.bad_annotation(error)
+                    continue
             objects.append(
                 Object(
                     box=np.array(ann["box"]),
@@ -179,6 +213,10 @@ class CocoSource(Source):
                     keypoints=ann["keypoints"],
                     crowd=ann["crowd"],
                 )
+            )
+        if anns and not objects and not captions and not self.config.allow_empty:
+            raise BadSampleError(
+                path, "annotations", EMPTY_ANNOTATIONS, "every annotation was bad", record_id
             )
         add_referring_expressions(objects, (width, height))
         return Record(

@@ -57,6 +57,7 @@ class HFConfig:
     sample_rate: int | None = None  # required audio rate; None accepts any
     box_tolerance: float = 2.0
     on_bad_sample: str = "raise"
+    on_bad_annotation: str = "drop_annotation"  # drop_annotation | drop_record | raise (docs/data.md)
 
 
 def _load(config: HFConfig):
@@ -90,7 +91,9 @@ class HFSource(Source):
 
     def __init__(self, config: HFConfig) -> None:
         super().__init__(
-            config.on_bad_sample, config.from_disk or ", ".join(config.data_files) or str(config.data_dir)
+            config.on_bad_sample,
+            config.from_disk or ", ".join(config.data_files) or str(config.data_dir),
+            config.on_bad_annotation,
         )
         import datasets
 
@@ -193,21 +196,23 @@ class HFSource(Source):
             )
         objects = []
         for i, (box, category) in enumerate(zip(boxes, categories)):
-            if len(box) != 4:
-                raise BadSampleError(where, f"{columns['boxes']}[{i}]", MALFORMED, f"{box!r}", record.id)
-            x1, y1, a, b = (float(v) for v in box)
-            xyxy = (x1, y1, x1 + a, y1 + b) if self.config.box_format == "xywh" else (x1, y1, a, b)
-            xyxy = checked_box(
-                xyxy,
-                record.image_size,
-                self.config.box_tolerance,
-                where,
-                f"{columns['boxes']}[{i}]",
-                record.id,
-            )
-            objects.append(
-                Object(box=np.array(xyxy), category=self._name("categories", category, where, record.id))
-            )
+            try:
+                objects.append(self._object(i, box, category, record, where))
+            except BadSampleError as error:
+                self.bad_annotation(error)  # returns when only this box is dropped
+        if boxes and not objects:
+            raise BadSampleError(where, columns["boxes"], EMPTY_ANNOTATIONS, "every box was bad", record.id)
         add_referring_expressions(objects, record.image_size)
         record.meta["referring_derived"] = True
         return objects
+
+    def _object(self, i: int, box: object, category: object, record: Record, where: str) -> Object:
+        columns = self.config.columns
+        if not isinstance(box, (list, tuple)) or len(box) != 4:
+            raise BadSampleError(where, f"{columns['boxes']}[{i}]", MALFORMED, f"{box!r}", record.id)
+        x1, y1, a, b = (float(v) for v in box)
+        xyxy = (x1, y1, x1 + a, y1 + b) if self.config.box_format == "xywh" else (x1, y1, a, b)
+        xyxy = checked_box(
+            xyxy, record.image_size, self.config.box_tolerance, where, f"{columns['boxes']}[{i}]", record.id
+        )
+        return Object(box=np.array(xyxy), category=self._name("categories", category, where, record.id))

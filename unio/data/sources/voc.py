@@ -36,6 +36,7 @@ class VocConfig:
     allow_empty: bool = False
     box_tolerance: float = 2.0
     on_bad_sample: str = "raise"
+    on_bad_annotation: str = "drop_annotation"  # drop_annotation | drop_record | raise (docs/data.md)
 
 
 def _text(node: ET.Element, tag: str, path: Path, record_id: str) -> str:
@@ -57,7 +58,7 @@ class VocSource(Source):
     kind = "voc"
 
     def __init__(self, config: VocConfig) -> None:
-        super().__init__(config.on_bad_sample, config.annotations)
+        super().__init__(config.on_bad_sample, config.annotations, config.on_bad_annotation)
         self.config = config
         annotation_dir = require_path(config.annotations, "annotations", "voc", is_dir=True)
         self.image_dir = require_path(config.images, "images", "voc", is_dir=True)
@@ -90,34 +91,44 @@ class VocSource(Source):
             size = (int(w), int(h)) if w > 0 and h > 0 else None  # some tools write 0: use the image's size
         objects = []
         for i, node in enumerate(root.findall("object")):
-            name = _text(node, "name", path, record_id)
-            if self.config.classes and name not in self.config.classes:
-                raise BadSampleError(path, f"object[{i}].name", UNKNOWN_CATEGORY,
-                                     f"{name!r} not in classes {self.config.classes}", record_id)  # fmt: skip
-            difficult = node.find("difficult")
-            if (
-                not self.config.keep_difficult
-                and difficult is not None
-                and (difficult.text or "0").strip() == "1"
-            ):
+            try:
+                parsed = self._parse_object(node, i, path, record_id, size)
+            except BadSampleError as error:
+                self.bad_annotation(error)  # returns when only this object is dropped
                 continue
-            bndbox = node.find("bndbox")
-            if bndbox is None:
-                raise BadSampleError(path, f"object[{i}].bndbox", MALFORMED, "missing", record_id)
-            box = (
-                _number(bndbox, "xmin", path, record_id) - 1,
-                _number(bndbox, "ymin", path, record_id) - 1,
-                _number(bndbox, "xmax", path, record_id),
-                _number(bndbox, "ymax", path, record_id),
-            )
-            if size is not None:
-                box = checked_box(
-                    box, size, self.config.box_tolerance, path, f"object[{i}].bndbox", record_id
-                )
-            objects.append((name, box, i))
+            if parsed is not None:
+                objects.append(parsed)
         if not objects and not self.config.allow_empty:
             raise BadSampleError(path, "object", EMPTY_ANNOTATIONS, "no objects", record_id)
         return record_id, path, str(self.image_dir / filename), size, objects
+
+    def _parse_object(
+        self, node: ET.Element, i: int, path: Path, record_id: str, size: tuple[int, int] | None
+    ) -> tuple | None:
+        """(name, box, index) of one <object>, None for a difficult one that is not kept."""
+        name = _text(node, "name", path, record_id)
+        if self.config.classes and name not in self.config.classes:
+            raise BadSampleError(path, f"object[{i}].name", UNKNOWN_CATEGORY,
+                                 f"{name!r} not in classes {self.config.classes}", record_id)  # fmt: skip
+        difficult = node.find("difficult")
+        if (
+            not self.config.keep_difficult
+            and difficult is not None
+            and (difficult.text or "0").strip() == "1"
+        ):
+            return None
+        bndbox = node.find("bndbox")
+        if bndbox is None:
+            raise BadSampleError(path, f"object[{i}].bndbox", MALFORMED, "missing", record_id)
+        box = (
+            _number(bndbox, "xmin", path, record_id) - 1,
+            _number(bndbox, "ymin", path, record_id) - 1,
+            _number(bndbox, "xmax", path, record_id),
+            _number(bndbox, "ymax", path, record_id),
+        )
+        if size is not None:
+            box = checked_box(box, size, self.config.box_tolerance, path, f"object[{i}].bndbox", record_id)
+        return name, box, i
 
     def load(self, index: int) -> Record:
         record_id, xml_path, image_path, size, anns = self._index[index]
@@ -133,10 +144,16 @@ class VocSource(Source):
             )
         objects = []
         for name, box, i in anns:
-            box = checked_box(
-                box, actual, self.config.box_tolerance, xml_path, f"object[{i}].bndbox", record_id
-            )
+            try:
+                box = checked_box(
+                    box, actual, self.config.box_tolerance, xml_path, f"object[{i}].bndbox", record_id
+                )
+            except BadSampleError as error:
+                self.bad_annotation(error)
+                continue
             objects.append(Object(box=np.array(box), category=name))
+        if anns and not objects:
+            raise BadSampleError(xml_path, "object", EMPTY_ANNOTATIONS, "every object was bad", record_id)
         add_referring_expressions(objects, actual)
         return Record(
             id=record_id,
