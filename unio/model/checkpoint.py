@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -41,6 +42,14 @@ WEIGHTS, MODEL_CONFIG, VOCABULARY, TOKENIZERS = (
     "tokenizers",
 )
 TOKENIZERS_JSON, TEXT_MODEL = "tokenizers.json", "text.model"
+# A training run directory (unio/train/checkpoint.py writes it): checkpoints/step-NNNNNNN/, complete
+# once trainer_state.json exists, and checkpoints/latest naming the newest.
+CHECKPOINTS, LATEST, STATE = "checkpoints", "latest", "trainer_state.json"
+STEP_DIR = re.compile(r"^step-(\d{7,})$")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:07d}"
 
 
 # --------------------------------------------------------------------------------------- tokenizers
@@ -118,6 +127,55 @@ def link_or_copy_tree(src: Path, dst: Path) -> None:
             os.link(file, target)
         except OSError:
             shutil.copy2(file, target)
+
+
+# --------------------------------------------------------------------------------------- run directories
+def _complete(path: Path) -> bool:
+    return path.is_dir() and (path / STATE).is_file()
+
+
+def find_latest(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run directory (or None)."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    pointer = root / LATEST
+    if pointer.is_file():
+        named = root / pointer.read_text().strip()
+        if _complete(named) and STEP_DIR.match(named.name):
+            newer = [p for p in list_checkpoints(run_dir) if _step_of(p) > _step_of(named)]
+            if not newer:
+                return named
+    complete = list_checkpoints(run_dir)
+    return complete[-1] if complete else None
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete `step-*` checkpoints, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if STEP_DIR.match(p.name) and _complete(p)]
+    return sorted(found, key=_step_of)
+
+
+def _step_of(path: Path) -> int:
+    return int(STEP_DIR.match(path.name).group(1))
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory from a run directory (its newest checkpoint) or a checkpoint directory."""
+    path = Path(path)
+    if _complete(path):
+        return path
+    if (path / CHECKPOINTS).is_dir():
+        found = find_latest(path)
+        if found is None:
+            raise FileNotFoundError(f"{path}: the run has no complete checkpoint under {CHECKPOINTS}/")
+        return found
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    raise FileNotFoundError(f"{path}: neither a run directory nor a complete checkpoint (no {STATE})")
 
 
 # --------------------------------------------------------------------------------------- model

@@ -31,7 +31,6 @@ import io
 import json
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -48,17 +47,23 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from unio.atomic import atomic_write_text
-from unio.model.checkpoint import TOKENIZERS, read_tokenizer_fingerprints, save_model_files
+from unio.model.checkpoint import (
+    CHECKPOINTS,
+    LATEST,
+    STATE,
+    TOKENIZERS,
+    find_latest,
+    list_checkpoints,
+    read_tokenizer_fingerprints,
+    resolve_checkpoint,
+    save_model_files,
+    step_dir_name,
+)
 from unio.model.transformer import ModelConfig, UnifiedTransformer
 from unio.vocab import Vocabulary
 
-CHECKPOINTS, LATEST, STATE, OPTIMIZER = "checkpoints", "latest", "trainer_state.json", "optimizer.pt"
-STEP_DIR = re.compile(r"^step-(\d{7,})$")
+OPTIMIZER = "optimizer.pt"
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
-def step_dir_name(step: int) -> str:
-    return f"step-{step:07d}"
 
 
 # --------------------------------------------------------------------------------------- RNG
@@ -85,55 +90,6 @@ def set_rng_state(encoded: str) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-
-
-# --------------------------------------------------------------------------------------- finding
-def _complete(path: Path) -> bool:
-    return path.is_dir() and (path / STATE).is_file()
-
-
-def find_latest(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run directory (or None)."""
-    root = Path(run_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return None
-    pointer = root / LATEST
-    if pointer.is_file():
-        named = root / pointer.read_text().strip()
-        if _complete(named) and STEP_DIR.match(named.name):
-            newer = [p for p in list_checkpoints(run_dir) if _step_of(p) > _step_of(named)]
-            if not newer:
-                return named
-    complete = list_checkpoints(run_dir)
-    return complete[-1] if complete else None
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete `step-*` checkpoints, oldest first."""
-    root = Path(run_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if STEP_DIR.match(p.name) and _complete(p)]
-    return sorted(found, key=_step_of)
-
-
-def _step_of(path: Path) -> int:
-    return int(STEP_DIR.match(path.name).group(1))
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory from a run directory (its newest checkpoint) or a checkpoint directory."""
-    path = Path(path)
-    if _complete(path):
-        return path
-    if (path / CHECKPOINTS).is_dir():
-        found = find_latest(path)
-        if found is None:
-            raise FileNotFoundError(f"{path}: the run has no complete checkpoint under {CHECKPOINTS}/")
-        return found
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    raise FileNotFoundError(f"{path}: neither a run directory nor a complete checkpoint (no {STATE})")
 
 
 # --------------------------------------------------------------------------------------- saving
@@ -229,3 +185,13 @@ def load_checkpoint(
             model, optimizer, optim_state, options=StateDictOptions(full_state_dict=True)
         )
     return state
+
+
+__all__ = [
+    "find_latest",
+    "list_checkpoints",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "step_dir_name",
+]
