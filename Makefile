@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.unio-installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install test test-slow test-all lint format bench bench-tokenizers demo clean
+.PHONY: install test test-slow test-all lint format bench bench-tokenizers demo train clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,7 @@ bench: install  ## benchmarks that print the numbers quoted in docs/benchmarks.m
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python scripts/bench_model.py
 	$(BIN)/python scripts/bench_data.py
+	$(BIN)/python scripts/bench_train.py
 
 bench-tokenizers: install  ## issue-3 acceptance runs on ../shared/data (about 25 CPU-minutes in all)
 	for e in tokenizer_image_f4_coco64 tokenizer_image_f8_coco64 tokenizer_mask_coco64 tokenizer_audio_fsdd; do \
@@ -48,5 +49,8 @@ bench-tokenizers: install  ## issue-3 acceptance runs on ../shared/data (about 2
 demo: install  ## the end-to-end demo on built-in data (no downloads, CPU)
 	$(BIN)/unio-demo
 
+train: install  ## the main job on the embedded default: tiny model, built-in shapes world, CPU, a few minutes
+	$(BIN)/unio-train trainer.max_steps=200 run_dir=runs/quickstart
+
 clean:
-	rm -rf outputs multirun wandb .pytest_cache .ruff_cache .hypothesis
+	rm -rf outputs multirun wandb runs .pytest_cache .ruff_cache .hypothesis

@@ -34,12 +34,12 @@ def hydra_main(cfg) -> None:
         config.experiment_name = HydraConfig.get().runtime.choices.get("experiment")
     try:
         result = train(config)
+        print0(
+            f"train {result.status}: {result.steps} steps (now at step {result.final_step}), loss "
+            f"{result.first_loss} -> {result.last_loss}, checkpoint {result.checkpoint}"
+        )
     finally:
-        shutdown_distributed()
-    print0(
-        f"train {result.status}: {result.steps} steps (now at step {result.final_step}), loss "
-        f"{result.first_loss} -> {result.last_loss}, checkpoint {result.checkpoint}"
-    )
+        shutdown_distributed()  # after the last print0: rank 0 is known only while the group exists
 
 
 main = unio.cli.entry(hydra_main)  # console entry point unio-train

@@ -212,3 +212,79 @@ def test_learning_rate_schedule():
     assert learning_rate(110, cfg, 110) == pytest.approx(0.1)
     linear = OptimConfig(lr=1.0, warmup_steps=0, decay="linear", min_lr_ratio=0.0)
     assert learning_rate(50, linear, 100) == pytest.approx(0.5)
+
+
+def test_activation_checkpointing_gives_the_same_losses(tmp_path, cache_dir):
+    common = ["trainer.max_steps=3", "trainer.val_every=0"]
+    plain = train(compose_train(tiny_overrides(tmp_path, cache_dir, *common, run="plain")))
+    checkpointed = train(
+        compose_train(
+            tiny_overrides(tmp_path, cache_dir, *common, "trainer.activation_checkpointing=true", run="ac")
+        )
+    )
+    a, b = train_losses(plain.run_dir), train_losses(checkpointed.run_dir)
+    assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], rel=1e-5) for s in a)
+    # the checkpoint wrapper leaves no trace in the saved weights: they load into a plain model
+    model, _ = load_model(checkpointed.checkpoint)
+    assert not any("_checkpoint_wrapped_module" in k for k in model.state_dict())
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(tmp_path, cache_dir):
+    common = ["trainer.max_steps=2", "trainer.val_every=0"]
+    eager = train(compose_train(tiny_overrides(tmp_path, cache_dir, *common, run="eager")))
+    compiled = train(
+        compose_train(tiny_overrides(tmp_path, cache_dir, *common, "trainer.compile=true", run="compiled"))
+    )
+    a, b = train_losses(eager.run_dir), train_losses(compiled.run_dir)
+    assert all(a[s] == pytest.approx(b[s], rel=1e-4) for s in a)
+
+
+def test_slurm_launcher_preset_composes():
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    import scripts.train  # noqa: F401
+    from tests.conftest import CONF_DIR
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the slurm extra")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=unio_slurm", "dist=fsdp"], return_hydra_config=True)
+    assert cfg.hydra.launcher.tasks_per_node == 8 and cfg.hydra.launcher.signal_delay_s == 120
+    assert cfg.dist.strategy == "fsdp"
+
+
+def test_launch_environment(monkeypatch):
+    from unio.train import distributed
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"):
+        monkeypatch.delenv(key, raising=False)
+    assert distributed._launch_env() == (0, 1, 0)
+    monkeypatch.setenv("SLURM_PROCID", "5")
+    monkeypatch.setenv("SLURM_NTASKS", "16")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    assert distributed._launch_env() == (5, 16, 1)
+    monkeypatch.setenv("RANK", "3")  # torchrun's variables win inside an srun allocation
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert distributed._launch_env() == (3, 4, 3)
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[017-020],gpu031")
+    monkeypatch.setenv("PATH", "/nonexistent")  # no scontrol: parse the node list
+    assert distributed._slurm_master_addr() == "gpu017"
+
+
+def test_memory_estimate_is_consistent():
+    from unio.model.presets import load_model_preset
+    from unio.train.memory import estimate_training_memory, largest_batch
+
+    cfg = load_model_preset("base")
+    est = estimate_training_memory(cfg, 32, 512, 256)
+    assert est.parameters == cfg.num_parameters()
+    assert est.optimizer_gb == pytest.approx(2 * est.weights_gb)
+    assert est.activations_checkpointed_gb < est.activations_gb
+    assert estimate_training_memory(cfg, 64, 512, 256).activations_gb == pytest.approx(2 * est.activations_gb)
+    fits = largest_batch(cfg, 512, 256, 80.0, checkpointing=False)
+    assert estimate_training_memory(cfg, fits, 512, 256).total_gb <= 80.0
+    assert estimate_training_memory(cfg, fits + 1, 512, 256).total_gb > 80.0
+    assert largest_batch(cfg, 512, 256, 80.0, checkpointing=True) > fits
