@@ -288,3 +288,16 @@ def test_memory_estimate_is_consistent():
     assert estimate_training_memory(cfg, fits, 512, 256).total_gb <= 80.0
     assert estimate_training_memory(cfg, fits + 1, 512, 256).total_gb > 80.0
     assert largest_batch(cfg, 512, 256, 80.0, checkpointing=True) > fits
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_is_written(tmp_path, cache_dir, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # the logger's own default: offline
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    result = train(
+        compose_train(
+            tiny_overrides(tmp_path, cache_dir, "trainer.max_steps=2", "trainer.val_every=0", "logger=wandb")
+        )
+    )
+    runs = list((result.run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
