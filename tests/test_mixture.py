@@ -106,3 +106,16 @@ def test_weights_by_task_name_apply_to_every_dataset():
     comps = {"coco/detect": [{"i": 0}], "voc/detect": [{"i": 0}], "coco/caption": [{"i": 0}]}
     rates = Mixture(comps, MixtureConfig(weights={"detect": 3.0, "coco/detect": 1.0})).rates()
     assert rates == pytest.approx({"coco/detect": 0.2, "voc/detect": 0.6, "coco/caption": 0.2})
+
+
+def test_seek_continues_the_global_stream_with_another_world_size():
+    components = {"a": list(range(7)), "b": list(range(5))}
+    single = Mixture(components)
+    for _ in range(12):
+        single.next_index()
+    expected = [single.next_index() for _ in range(8)]
+    ranks = [Mixture(components, rank=r, world_size=2) for r in range(2)]
+    for mixture in ranks:
+        mixture.seek(12)
+    got = [ranks[i % 2].next_index() for i in range(8)]
+    assert got == expected

@@ -157,6 +157,15 @@ class Mixture(torch.utils.data.IterableDataset):
             "world_size": self.world_size,
         }
 
+    def seek(self, global_draws: int) -> None:
+        """Continue the global stream after its first `global_draws` draws (all ranks together): how a
+        run resumes with another world size, where the saved per-rank positions no longer apply."""
+        if global_draws < 0:
+            raise ValueError(f"mixture: global_draws must be >= 0, got {global_draws}")
+        self._position = global_draws + self.rank
+        self._counts = np.zeros(len(self.names), dtype=np.int64)
+        self._counted_to = 0
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         expected = {"names": self.names, "sizes": self.sizes.tolist(), "seed": self.config.seed}
         expected |= {"rank": self.rank, "world_size": self.world_size}

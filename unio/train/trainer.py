@@ -330,7 +330,13 @@ def train(
     loss_fn = SequenceLoss(tok.vocab, tcfg.loss)
 
     # ---- resume
-    state: dict[str, Any] = {"step": 0, "nonfinite_steps": 0, "best_val_loss": None, "best_step": None}
+    state: dict[str, Any] = {
+        "step": 0,
+        "examples": 0,  # global examples consumed (all ranks), for resuming with another world size
+        "nonfinite_steps": 0,
+        "best_val_loss": None,
+        "best_step": None,
+    }
     source = None
     if cfg.resume == "auto":
         source = ckpt.find_latest(run_dir)
@@ -343,7 +349,8 @@ def train(
         if loaded.get("world_size", info.world_size) == info.world_size:
             mixture.load_state_dict(loaded["mixture"][info.rank])
             ckpt.set_rng_state(loaded["rng"][info.rank])
-        else:  # another world size: the stream restarts at the same global position
+        else:  # another world size: continue the global stream where the old ranks left it together
+            mixture.seek(state["examples"])
             print0(f"resuming {source} with world size {info.world_size} (was {loaded['world_size']})")
         print0(f"resumed from {source} at step {state['step']}")
 
@@ -483,6 +490,7 @@ def train(
                     )
             optimizer.zero_grad(set_to_none=True)
             state["step"] = step + 1
+            state["examples"] += tcfg.batch_size
             window["time"] += time.perf_counter() - step_start
             if step > start_step:
                 timing["loop_tokens"] += float(stats[2])
