@@ -300,3 +300,13 @@ def test_wandb_offline_run_is_written(tmp_path, cache_dir, monkeypatch):
     )
     runs = list((result.run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path, cache_dir):
+    common = ["trainer.max_steps=3", "trainer.val_every=0", "trainer.batch_size=8"]
+    one = train(compose_train(tiny_overrides(tmp_path, cache_dir, *common, run="one")))
+    two = train(
+        compose_train(tiny_overrides(tmp_path, cache_dir, *common, "trainer.grad_accum=2", run="two"))
+    )
+    a, b = train_losses(one.run_dir), train_losses(two.run_dir)
+    assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], rel=1e-5) for s in a)

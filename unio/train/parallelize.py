@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from unio.model.compile import compile_model
 from unio.model.transformer import UnifiedTransformer
 from unio.train.distributed import DistConfig, DistInfo
 
@@ -82,5 +83,9 @@ def parallelize(
         ids = [info.device.index] if info.device.type == "cuda" else None
         train_model = DistributedDataParallel(model, device_ids=ids)
     if compile:
-        train_model = torch.compile(train_model, dynamic=False)
+        # one process: the model's own compile entry (unio/model/compile.py); DDP: compile the wrapper,
+        # so DDP's optimizer can split the graph at its bucket boundaries
+        train_model = (
+            compile_model(model) if train_model is model else torch.compile(train_model, dynamic=False)
+        )
     return Parallelized(model, train_model)

@@ -510,8 +510,7 @@ def train(
                     "epoch_examples": done * tcfg.batch_size, "nonfinite_steps": state["nonfinite_steps"],
                 }  # fmt: skip
                 record.update(_breakdown(stats, n_seg, groups, tok))
-                if info.device.type == "cuda":
-                    record["memory_gb"] = torch.cuda.max_memory_allocated(info.device) / 2**30
+                record["memory_gb"] = _peak_memory_gb(info.device)
                 logger.log(record)
                 bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
                 window = {"tokens": 0.0, "input_tokens": 0.0, "target_tokens": 0.0, "time": 0.0, "steps": 0}
@@ -582,6 +581,15 @@ def _flops_per_token(model_config: ModelConfig, window: dict[str, float], batch_
     input_len = max(1, round(window["input_tokens"] / steps / batch_size))
     target_len = max(1, round(window["target_tokens"] / steps / batch_size))
     return model_config.train_flops_per_token(input_len, target_len)
+
+
+def _peak_memory_gb(device: torch.device) -> float:
+    """Peak memory so far: allocated tensors on CUDA, the process's peak resident set on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
 def _clip_value(value: float) -> float:
