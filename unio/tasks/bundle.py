@@ -51,7 +51,8 @@ class GridTokenizerLike(Protocol):
 @dataclass
 class GridTokenizerConfig:
     """Where a VQ tokenizer comes from: a saved directory (`path`, from unio-train-tokenizer), or a tiny
-    randomly initialised one (`tiny_seed`, for tests and smoke runs; never for real training)."""
+    randomly initialised one (`tiny_seed`, for tests and smoke runs; never for real training). `path`
+    wins when both are set, so `tokenizers.image.path=...` alone switches a tiny default to a real one."""
 
     path: str | None = None
     tiny_seed: int | None = None
@@ -98,9 +99,7 @@ def tiny_grid_tokenizer(kind: str, seed: int) -> GridTokenizerLike:
 
 
 def load_grid_tokenizer(kind: str, cfg: GridTokenizerConfig) -> GridTokenizerLike | None:
-    if cfg.path and cfg.tiny_seed is not None:
-        raise ValueError(f"tokenizers.{kind}: set either 'path' or 'tiny_seed', not both")
-    if cfg.path:
+    if cfg.path:  # a path wins over tiny_seed: one override switches a tiny default to a real tokenizer
         from unio.tokenizers.saved import from_pretrained
 
         tok = from_pretrained(cfg.path)
