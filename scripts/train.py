@@ -5,6 +5,7 @@
     unio-train model=small data=coco tokenizers.image.path=artifacts/tokenizers/image_f8_vq1024/tokenizer
     torchrun --nproc_per_node 8 -m scripts.train dist=fsdp run_dir=runs/big   # scripts/launch/torchrun.sh
     unio-train run_dir=runs/first trainer.max_steps=400                        # resumes (resume=auto)
+    unio-train val_metrics=true   # task metrics (accuracy, mAP, CIDEr, ...) at every validation
 
 Writes run_dir/{config.yaml, metrics.jsonl, loss_curve.png, tokenizers/, checkpoints/step-NNNNNNN/,
 checkpoints/latest} (docs/training.md).
@@ -32,8 +33,13 @@ def hydra_main(cfg) -> None:
     config: TrainConfig = OmegaConf.to_object(cfg)
     if config.experiment_name is None:
         config.experiment_name = HydraConfig.get().runtime.choices.get("experiment")
+    val_hook = None
+    if config.val_metrics:
+        from unio.eval.evaluate import make_val_hook  # the trainer itself never imports evaluation
+
+        val_hook = make_val_hook(config.data, max_examples=config.trainer.val_examples, seed=config.seed)
     try:
-        result = train(config)
+        result = train(config, val_hook=val_hook)
         print0(
             f"train {result.status}: {result.steps} steps (now at step {result.final_step}), loss "
             f"{result.first_loss} -> {result.last_loss}, checkpoint {result.checkpoint}"

@@ -57,6 +57,14 @@ CASES: dict[str, dict[str, list[str] | str]] = {
         "missing_data": ["tokenizer_path={tiny_tokenizer}", f"data_root={MISSING_DIR}"],
         "missing_tokenizer": [f"tokenizer_path={MISSING_DIR}/tokenizer"],
     },
+    "unio-eval": {
+        "missing_data": [f"checkpoint={MISSING_DIR}/run"],
+        "missing_tokenizer": "loads the tokenizers saved inside the checkpoint: none is configured",
+    },
+    "unio-predict": {
+        "missing_data": [f"checkpoint={MISSING_DIR}/run", f"inputs={MISSING_DIR}", "task=caption"],
+        "missing_tokenizer": "loads the tokenizers saved inside the checkpoint: none is configured",
+    },
     "unio-train": {
         "missing_data": ["data=coco", f"data_root={MISSING_DIR}"],
         "missing_tokenizer": [

@@ -268,16 +268,26 @@ def compile_grammars(grammars: Sequence[Grammar]) -> CompiledGrammar:
 
 
 # --------------------------------------------------------------------------------------- factories
-def free_text(codec: SequenceCodec, specials: Sequence[str] = ()) -> Grammar:
-    """Any text, then <eos>. `specials` adds free special tokens (e.g. sentinels for span denoising)."""
-    b = GrammarBuilder("free_text", codec.vocab)
-    s = b.state()
+def free_text(codec: SequenceCodec, specials: Sequence[str] = (), allow_empty: bool = True) -> Grammar:
+    """Any text, then <eos>. `specials` adds free special tokens (e.g. sentinels for span denoising).
+    With `allow_empty=False` at least one token comes before <eos>: the answers of tasks (captions,
+    free VQA answers, transcripts) use it, so an output is never the empty string."""
+    b = GrammarBuilder("free_text" if allow_empty else "free_text_nonempty", codec.vocab)
     allowed = text_set(codec)
     if specials:
         allowed = allowed | token_set(codec.vocab, *specials)
-    b.edge(s, allowed, s)
-    b.end(s)
-    return b.build(s)
+    start = b.state()
+    body = start if allow_empty else b.state()
+    b.edge(start, allowed, body)
+    if body != start:
+        b.edge(body, allowed, body)
+    b.end(body)
+    return b.build(start)
+
+
+def answer_text(codec: SequenceCodec) -> Grammar:
+    """Free text of at least one text piece, then <eos>: the grammar of every open-ended task answer."""
+    return free_text(codec, allow_empty=False)
 
 
 def _text_paths(codec: SequenceCodec, strings: Sequence[str], what: str) -> list[list[int]]:

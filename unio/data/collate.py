@@ -171,3 +171,43 @@ class Collator:
         if not self.config.pack:
             del batch["input_segment_ids"], batch["decoder_segment_ids"]
         return batch
+
+
+def collate_inputs(
+    inputs: Sequence[Mapping[str, Any]], pad_id: int = 0, pad_to_multiple: int = 8
+) -> dict[str, torch.Tensor]:
+    """Prompt-only collation for generation: encoder inputs without targets (evaluation, the pipeline
+    and unio-predict). Each item is a `TokenSequence` or a mapping with `ids, modality, row, col`
+    (`position` is recomputed). Returns the `input_*` keys of a training batch and `input_mask`,
+    right-padded as there, which is what `unio.model.generate.generate` takes."""
+    if not inputs:
+        raise ValueError("collate_inputs: empty list of inputs")
+    if pad_to_multiple < 1:
+        raise ValueError(f"collate_inputs: pad_to_multiple must be >= 1, got {pad_to_multiple}")
+    rows = []
+    for index, item in enumerate(inputs):
+        if isinstance(item, Mapping):
+            fields = {f: item.get(f) for f in INPUT_FIELDS}
+        else:
+            fields = {f: getattr(item, f, None) for f in INPUT_FIELDS}
+        missing = [f for f, v in fields.items() if v is None]
+        if missing:
+            raise KeyError(f"collate_inputs: input {index} has no field(s) {missing}")
+        row = {f: np.asarray(v, dtype=np.int64).reshape(-1) for f, v in fields.items()}
+        if len(row["ids"]) == 0:
+            raise ValueError(f"collate_inputs: input {index} is empty")
+        rows.append(row)
+    length = -(-max(len(r["ids"]) for r in rows) // pad_to_multiple) * pad_to_multiple
+    pads = {"ids": pad_id, "modality": 0, "row": -1, "col": -1}
+    out = {f"input_{f}": np.full((len(rows), length), v, dtype=np.int64) for f, v in pads.items()}
+    out["input_position"] = np.zeros((len(rows), length), dtype=np.int64)
+    mask = np.zeros((len(rows), length), dtype=bool)
+    for r, row in enumerate(rows):
+        n = len(row["ids"])
+        for f in INPUT_FIELDS:
+            out[f"input_{f}"][r, :n] = row[f]
+        out["input_position"][r, :n] = np.arange(n)
+        mask[r, :n] = True
+    batch = {k: torch.from_numpy(v) for k, v in out.items()}
+    batch["input_mask"] = torch.from_numpy(mask)
+    return batch

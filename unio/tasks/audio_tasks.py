@@ -42,9 +42,12 @@ class ASRTask(Task):
     eval_prompt: str = "Transcribe the audio."
     max_audio_segments: int = 12
     metric: ClassVar[str] = "wer"
+    condition: ClassVar[str | None] = "audio"
     uses: ClassVar[tuple[str, ...]] = ("audio",)
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         if record.audio is None or not record.transcript:
             return None
         audio = audio_input(record, tok, self.max_audio_segments)
@@ -69,9 +72,13 @@ class TTSTask(Task):
     eval_prompt: str = "Read the text aloud: {text}"
     target_modality: ClassVar[str] = "audio"
     metric: ClassVar[str] = "mel_distance"
+    condition: ClassVar[str | None] = None
+    prompt_field: ClassVar[str | None] = "text"
     uses: ClassVar[tuple[str, ...]] = ("audio",)
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         if record.audio is None or not record.transcript:
             return None
         codes = tok.audio_codes(record)
@@ -105,9 +112,12 @@ class AudioClassifyTask(Task):
     classes: tuple[str, ...] | None = None
     max_audio_segments: int = 12
     metric: ClassVar[str] = "accuracy"
+    condition: ClassVar[str | None] = "audio"
     uses: ClassVar[tuple[str, ...]] = ("audio",)
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         if record.audio is None or record.label is None:
             return None
         if self.classes is not None and record.label not in self.classes:
@@ -124,4 +134,4 @@ class AudioClassifyTask(Task):
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
         if self.classes:
             return grammars.closed_answers(tok.codec, list(self.classes))
-        return grammars.free_text(tok.codec)
+        return grammars.answer_text(tok.codec)

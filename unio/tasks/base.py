@@ -4,11 +4,19 @@ decoded target back into a structured prediction.
 Every task has
 - `prompts`: paraphrases sampled during training, and `eval_prompt`: the one canonical prompt used for
   evaluation (so evaluation is deterministic and comparable across runs);
-- `build(record, rng, tok, train)`: an `Example` (input segments, target segments, meta) or None
-  when the record lacks what the task needs (the pretokenizer counts those per task);
+- `build(record, rng, tok, train, item=None)`: an `Example` (input segments, target segments, meta)
+  or None when the record lacks what the task needs (the pretokenizer counts those per task). A record
+  may hold several items for a task (VQA questions, grounding's (object, expression) pairs, keypoint
+  people): training picks one at random, `item=i` builds the i-th of `num_items(record)`, and
+  `eval_examples(record, tok)` builds all of them in order (deterministic evaluation);
+- `build_input(tok, image=..., text=..., audio=..., sample_rate=..., box=...)`: the input side only,
+  from raw values instead of a record (no ground truth needed): `Example` with `target=[]` and the
+  `meta` `parse` needs. Evaluation, `unio.pipeline` and `unio-predict` all reach the model the same
+  way: `encode_input(example, tok)` then `unio.data.collate.collate_inputs` (prompt-only batches);
 - `grammar(tok, meta)`: the output grammar the constrained decoder enforces (unio/grammar.py); it
   depends on the task options and the tokenizers, not on the example, so build it once per task (grid
-  grammars of thousands of codes take seconds to compile);
+  grammars of thousands of codes take seconds to compile). Open-ended text answers use
+  `grammar.answer_text`: never the empty string;
 - `parse(segments, meta, tok)`: decoded target segments -> prediction in the record's own units
   (pixels of the original image, masks at the original size, text, images, waveforms);
   for a transformed view (a crop, resize or flip of unio/data/transforms.py) geometric tasks keep the
@@ -31,7 +39,7 @@ import numpy as np
 import torch
 
 from unio import grammar as grammars
-from unio.sequence import Boxes, Segment, Special, Text, TokenSequence
+from unio.sequence import AudioCodes, Boxes, ImageCodes, Segment, Special, Text, TokenSequence
 from unio.tasks.bundle import Tokenizers
 from unio.vocab import TARGET_PREFIXES
 
@@ -77,6 +85,11 @@ def encode_example(example: Example, tok: Tokenizers) -> EncodedExample:
     )
 
 
+def encode_input(example: Example, tok: Tokenizers) -> TokenSequence:
+    """The encoder side of an example (its targets, if any, are ignored): ids and metadata."""
+    return tok.codec.encode(example.input)
+
+
 @dataclass(frozen=True)
 class Task:
     """Base class; subclasses implement `build` and `parse` and set the class attributes. Tasks are
@@ -88,20 +101,93 @@ class Task:
     target_modality: ClassVar[str] = "text"
     metric: ClassVar[str] = ""
     uses: ClassVar[tuple[str, ...]] = ()  # VQ tokenizers the task needs: "image", "mask", "audio"
+    # What `build_input` puts after the prompt: the "image" or "audio" codes, or nothing (None).
+    condition: ClassVar[str | None] = "image"
+    prompt_field: ClassVar[str | None] = None  # the prompt placeholder `build_input(text=...)` fills
+    region_input: ClassVar[bool] = False  # the input holds a region box (`build_input(box=...)`)
 
     def __post_init__(self) -> None:
         if not self.prompts or not self.eval_prompt:
             raise ValueError(f"task {self.name!r}: needs at least one training prompt and an eval prompt")
 
     # ----------------------------------------------------------------------------- interface
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         raise NotImplementedError
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> Any:
         raise NotImplementedError
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
-        return grammars.free_text(tok.codec)
+        return grammars.answer_text(tok.codec)
+
+    def num_items(self, record: Any) -> int:
+        """How many distinct examples `build(record, ..., item=i)` makes (0 when none): one per VQA
+        question, per (object, expression) pair, per person, ...; 1 for tasks of the whole record."""
+        return 1
+
+    def eval_examples(self, record: Any, tok: Tokenizers) -> list[Example]:
+        """Every item of the record, in order, with the canonical eval prompt (deterministic: no
+        random choice is left once the item is fixed)."""
+        examples = []
+        for i in range(self.num_items(record)):
+            example = self.build(record, random.Random(0), tok, train=False, item=i)
+            if example is not None:
+                examples.append(example)
+        return examples
+
+    def build_input(
+        self,
+        tok: Tokenizers,
+        *,
+        image: np.ndarray | None = None,
+        text: str | None = None,
+        audio: np.ndarray | None = None,
+        sample_rate: int | None = None,
+        box: Any = None,
+    ) -> Example:
+        """The eval-prompt input for raw values, with no target: `<prefix> prompt [<box>] [codes]`.
+        `image` is HxWx3 uint8 (any size), `audio` a non-empty mono float waveform at `sample_rate`,
+        `text` fills the prompt's placeholder (the question, expression, description or text to say),
+        `box` (xyxy pixels of `image`) is the region of region_caption / keypoints. `meta` holds what
+        `parse` needs (`image_size`, ...). Missing or malformed values raise ValueError naming them."""
+        values: dict[str, str] = {}
+        if self.prompt_field is not None:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"task {self.name!r} needs text= (the {self.prompt_field}), got {text!r}")
+            values[self.prompt_field] = text.strip()
+        inputs: list[Segment] = [self.prefix(), Text(self.eval_prompt.format(**values))]
+        meta: dict[str, Any] = {}
+        if self.condition == "image" or self.region_input:
+            image = check_image(image, self.name)
+            meta["image_size"] = [int(image.shape[1]), int(image.shape[0])]
+        if self.region_input:
+            if box is None:
+                raise ValueError(f"task {self.name!r} needs box=[x1, y1, x2, y2] (pixels of the image)")
+            region = np.asarray(box, dtype=np.float64).reshape(-1)
+            if region.shape != (4,) or not np.isfinite(region).all() or not (region[2:] > region[:2]).all():
+                raise ValueError(
+                    f"task {self.name!r}: box must be [x1, y1, x2, y2] with x2 > x1, y2 > y1, got {box!r}"
+                )
+            size = tuple(meta["image_size"])
+            inputs.append(Boxes(tok.coords.encode_boxes(region.reshape(1, 4), image_size=size)))
+            meta["box"] = region.tolist()
+        if self.condition == "image":
+            inputs.append(ImageCodes(tok.encode_images([image])[0]))
+        elif self.condition == "audio":
+            audio, sample_rate = check_audio(audio, sample_rate, self.name)
+            codes = tok.encode_audio(audio, sample_rate)
+            limit = getattr(self, "max_audio_segments", None)
+            if limit is not None and len(codes) > limit:
+                raise ValueError(
+                    f"task {self.name!r}: the audio is {len(audio) / sample_rate:.2f} s, {len(codes)} segments "
+                    f"of {tok.audio_segment_seconds():.3f} s; the task takes at most max_audio_segments={limit}"
+                )
+            inputs += [AudioCodes(c) for c in codes]
+        if self.prompt_field is not None:
+            meta[self.prompt_field] = values[self.prompt_field]
+        return Example(inputs, [], meta)
 
     # ----------------------------------------------------------------------------- helpers
     def prompt(self, rng: random.Random, train: bool, **values: str) -> str:
@@ -128,9 +214,50 @@ def scene_text_holds(record: Any) -> bool:
     return not record.meta.get("dropped_objects")
 
 
-def pick(items: list, rng: random.Random, train: bool) -> Any:
-    """A random item for training, the first one for evaluation (deterministic references)."""
+def pick(items: list, rng: random.Random, train: bool, item: int | None = None) -> Any:
+    """`items[item]` when an item is asked for (evaluation enumerates them all), else a random item for
+    training and the first one for evaluation (deterministic references)."""
+    if item is not None:
+        if not 0 <= item < len(items):
+            raise IndexError(f"item {item} out of range: the record has {len(items)}")
+        return items[item]
     return rng.choice(items) if train else items[0]
+
+
+def check_image(image: Any, task: str) -> np.ndarray:
+    """An HxWx3 uint8 array, or ValueError naming what is wrong (shape, dtype, size)."""
+    if image is None:
+        raise ValueError(f"task {task!r} needs an image")
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"task {task!r}: the image must be HxWx3 (RGB), got shape {tuple(array.shape)}")
+    if array.dtype != np.uint8:
+        raise ValueError(f"task {task!r}: the image must be uint8 (0..255), got dtype {array.dtype}")
+    if min(array.shape[:2]) < 1:
+        raise ValueError(f"task {task!r}: the image is empty ({array.shape[1]}x{array.shape[0]} pixels)")
+    return array
+
+
+SILENCE = 1e-4  # peak amplitude below which a clip counts as silent
+
+
+def check_audio(audio: Any, sample_rate: Any, task: str) -> tuple[np.ndarray, int]:
+    """(mono float32 waveform, sample rate), or ValueError for missing, empty, silent or non-finite
+    audio, a stereo clip or a missing sample rate."""
+    if audio is None:
+        raise ValueError(f"task {task!r} needs audio")
+    wave = np.asarray(audio, dtype=np.float32)
+    if wave.ndim != 1:
+        raise ValueError(f"task {task!r}: audio must be a mono waveform (1-D), got shape {tuple(wave.shape)}")
+    if wave.size == 0:
+        raise ValueError(f"task {task!r}: the audio is empty (0 samples)")
+    if not np.isfinite(wave).all():
+        raise ValueError(f"task {task!r}: the audio holds NaN or inf samples")
+    if float(np.abs(wave).max()) < SILENCE:
+        raise ValueError(f"task {task!r}: the audio is silent (peak amplitude < {SILENCE})")
+    if not sample_rate or int(sample_rate) <= 0:
+        raise ValueError(f"task {task!r}: audio needs a positive sample_rate, got {sample_rate!r}")
+    return wave, int(sample_rate)
 
 
 # -- transformed views: predictions back on the original image -------------------------------------

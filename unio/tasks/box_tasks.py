@@ -95,7 +95,9 @@ class DetectTask(Task):
         if self.max_objects < 1 or self.noise_pad_to < 0:
             raise ValueError(f"task {self.name!r}: need max_objects >= 1 and noise_pad_to >= 0")
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         objects = usable_objects(record)
         if record.image is None or not objects:
             return None
@@ -154,6 +156,11 @@ def referred_objects(record: Any) -> list:
     return [o for o in usable_objects(record) if o.referring]
 
 
+def _object_expressions(objects: list) -> list[tuple[Any, str]]:
+    """Every (object, referring expression) pair, objects in order: evaluation's items."""
+    return [(o, expression) for o in objects for expression in o.referring]
+
+
 @dataclass(frozen=True)
 class GroundTask(Task):
     name: str = "ground"
@@ -167,13 +174,22 @@ class GroundTask(Task):
     target_modality: ClassVar[str] = "box"
     metric: ClassVar[str] = "iou"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    prompt_field: ClassVar[str | None] = "expression"
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def num_items(self, record: Any) -> int:
+        return len(_object_expressions(referred_objects(record))) if record.image is not None else 0
+
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         objects = referred_objects(record)
         if record.image is None or not objects:
             return None
-        obj = pick(objects, rng, train)
-        expression = pick(obj.referring, rng, train)
+        if item is None:
+            obj = pick(objects, rng, train)
+            expression = pick(obj.referring, rng, train)
+        else:
+            obj, expression = pick(_object_expressions(objects), rng, train, item)
         text = Text(self.prompt(rng, train, expression=expression))
         inputs = [self.prefix(), text, ImageCodes(tok.image_codes(record))]
         meta = {
@@ -207,12 +223,18 @@ class RegionCaptionTask(Task):
     eval_prompt: str = "Describe the region."
     metric: ClassVar[str] = "cider"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    region_input: ClassVar[bool] = True
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def num_items(self, record: Any) -> int:
+        return len(usable_objects(record)) if record.image is not None else 0
+
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         objects = usable_objects(record)
         if record.image is None or not objects:
             return None
-        obj = pick(objects, rng, train)
+        obj = pick(objects, rng, train, item)
         references = [*obj.referring, obj.category]
         region = Boxes(box_bins(tok, obj.box, record.image_size))
         inputs = [self.prefix(), Text(self.prompt(rng, train)), region, ImageCodes(tok.image_codes(record))]
@@ -239,18 +261,29 @@ class KeypointsTask(Task):
     target_modality: ClassVar[str] = "point"
     metric: ClassVar[str] = "oks"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    region_input: ClassVar[bool] = True
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
-        people = [
+    def _people(self, record: Any) -> list:
+        if record.image is None:
+            return []
+        return [
             o
             for o in usable_objects(record)
             if o.keypoints is not None
             and len(o.keypoints) == self.num_keypoints
             and (o.keypoints[:, 2] > 0).any()
         ]
-        if record.image is None or not people:
+
+    def num_items(self, record: Any) -> int:
+        return len(self._people(record))
+
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
+        people = self._people(record)
+        if not people:
             return None
-        person = pick(people, rng, train)
+        person = pick(people, rng, train, item)
         size = record.image_size
         visibility = person.keypoints[:, 2].astype(np.int64)
         bins = tok.coords.encode_points(person.keypoints[:, :2].astype(np.float64), image_size=size)

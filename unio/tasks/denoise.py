@@ -105,8 +105,11 @@ class SpanCorruptionTask(Task):
     mean_span_length: float = 3.0
     max_spans: int = 100  # at most the vocabulary's sentinel count
     metric: ClassVar[str] = "span_exact_match"
+    condition: ClassVar[str | None] = None  # its input is the corrupted text itself (no raw-input form)
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         text = text_of(record, rng, train)
         if text is None:
             return None
@@ -161,7 +164,9 @@ class MaskedImageTask(Task):
                 f"task {self.name!r}: field 'mask_ratio' must be in (0, 1), got {self.mask_ratio}"
             )
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         if record.image is None:
             return None
         codes = tok.image_codes(record)

@@ -33,6 +33,22 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
+def _candidates(record: Any) -> list[tuple[int, Any]]:
+    """(index, object) of the objects refseg can use: referred to, with a non-empty mask."""
+    if record.image is None:
+        return []
+    return [
+        (i, o)
+        for i, o in enumerate(record.objects)
+        if not o.crowd and o.referring and o.mask is not None and o.mask.any()
+    ]
+
+
+def _candidate_expressions(candidates: list[tuple[int, Any]]) -> list[tuple[int, Any, str]]:
+    """Every (index, object, expression), objects in order: evaluation's items."""
+    return [(i, o, expression) for i, o in candidates for expression in o.referring]
+
+
 @dataclass(frozen=True)
 class RefSegTask(Task):
     name: str = "refseg"
@@ -46,17 +62,22 @@ class RefSegTask(Task):
     target_modality: ClassVar[str] = "mask"
     metric: ClassVar[str] = "mask_iou"
     uses: ClassVar[tuple[str, ...]] = ("image", "mask")
+    prompt_field: ClassVar[str | None] = "expression"
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
-        candidates = [
-            (i, o)
-            for i, o in enumerate(record.objects)
-            if not o.crowd and o.referring and o.mask is not None and o.mask.any()
-        ]
-        if record.image is None or not candidates:
+    def num_items(self, record: Any) -> int:
+        return len(_candidate_expressions(_candidates(record)))
+
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
+        candidates = _candidates(record)
+        if not candidates:
             return None
-        index, obj = pick(candidates, rng, train)
-        expression = pick(obj.referring, rng, train)
+        if item is None:
+            index, obj = pick(candidates, rng, train)
+            expression = pick(obj.referring, rng, train)
+        else:
+            index, obj, expression = pick(_candidate_expressions(candidates), rng, train, item)
         inputs = [
             self.prefix(),
             Text(self.prompt(rng, train, expression=expression)),
@@ -98,8 +119,12 @@ class TextToImageTask(Task):
     target_modality: ClassVar[str] = "image"
     metric: ClassVar[str] = "fid"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    condition: ClassVar[str | None] = None
+    prompt_field: ClassVar[str | None] = "description"
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         if record.image is None or not scene_text_holds(record):
             return None
         descriptions = [c.rstrip(". ") for c in record.captions]

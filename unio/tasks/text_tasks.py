@@ -31,7 +31,9 @@ class CaptionTask(Task):
     metric: ClassVar[str] = "cider"
     uses: ClassVar[tuple[str, ...]] = ("image",)
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         if record.image is None or not record.captions or not scene_text_holds(record):
             return None
         inputs = [self.prefix(), Text(self.prompt(rng, train)), ImageCodes(tok.image_codes(record))]
@@ -59,13 +61,16 @@ class VQATask(Task):
     eval_prompt: str = "Question: {question}"
     answers: tuple[str, ...] | None = None
     metric: ClassVar[str] = "vqa_accuracy"
+    prompt_field: ClassVar[str | None] = "question"
     uses: ClassVar[tuple[str, ...]] = ("image",)
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
-        qa = [(q, a) for q, a in record.qa if self.answers is None or a in self.answers]
-        if record.image is None or not qa or not scene_text_holds(record):
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
+        qa = self._questions(record)
+        if not qa:
             return None
-        question, answer = pick(qa, rng, train)
+        question, answer = pick(qa, rng, train, item)
         inputs = [
             self.prefix(),
             Text(self.prompt(rng, train, question=question)),
@@ -73,13 +78,21 @@ class VQATask(Task):
         ]
         return Example(inputs, [Text(answer)], {"question": question, "answers": [answer]})
 
+    def _questions(self, record: Any) -> list[tuple[str, str]]:
+        if record.image is None or not scene_text_holds(record):
+            return []
+        return [(q, a) for q, a in record.qa if self.answers is None or a in self.answers]
+
+    def num_items(self, record: Any) -> int:
+        return len(self._questions(record))
+
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:
         return first_text(segments)
 
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
         if self.answers:
             return grammars.closed_answers(tok.codec, list(self.answers))
-        return grammars.free_text(tok.codec)
+        return grammars.answer_text(tok.codec)
 
 
 @dataclass(frozen=True)
@@ -99,7 +112,9 @@ class ClassifyTask(Task):
     metric: ClassVar[str] = "accuracy"
     uses: ClassVar[tuple[str, ...]] = ("image",)
 
-    def build(self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True) -> Example | None:
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
         if record.image is None or record.label is None or not scene_text_holds(record):
             return None
         if self.classes is not None and record.label not in self.classes:
@@ -113,4 +128,4 @@ class ClassifyTask(Task):
     def grammar(self, tok: Tokenizers, meta: dict[str, Any] | None = None) -> Any:
         if self.classes:
             return grammars.closed_answers(tok.codec, list(self.classes))
-        return grammars.free_text(tok.codec)
+        return grammars.answer_text(tok.codec)

@@ -131,6 +131,9 @@ class TrainConfig(PretokenizeConfig):
     run_dir: str | None = None  # default runs/<experiment or "train">/<timestamp>
     experiment_name: str | None = None  # set by the entry point from the chosen experiment
     resume: str = "auto"  # auto (newest complete checkpoint of run_dir) | never | <checkpoint dir>
+    # Task metrics (generation + unio.eval scorers) beside the validation loss, on the first
+    # trainer.val_examples items of each validation task; the entry point builds the hook.
+    val_metrics: bool = False
 
     def pretokenize_config(self) -> PretokenizeConfig:
         return PretokenizeConfig(**{f.name: getattr(self, f.name) for f in fields(PretokenizeConfig)})
