@@ -65,6 +65,10 @@ CASES: dict[str, dict[str, list[str] | str]] = {
         "missing_data": [f"checkpoint={MISSING_DIR}/run", f"inputs={MISSING_DIR}", "task=caption"],
         "missing_tokenizer": "loads the tokenizers saved inside the checkpoint: none is configured",
     },
+    "unio-probes": {
+        "missing_data": "draws its own images: no data folder to point at",
+        "missing_tokenizer": "builds its own text tokenizer and tiny VQ tokenizer: loads none",
+    },
     "unio-train": {
         "missing_data": ["data=coco", f"data_root={MISSING_DIR}"],
         "missing_tokenizer": [

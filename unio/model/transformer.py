@@ -12,7 +12,20 @@ Initialisation (``UnifiedTransformer._init_weights``): every matrix ~ N(0, ``ini
 two residual-branch output projections (attention ``out`` and MLP ``down``) which use
 ``init_std / sqrt(2 * n_layers)`` of their stack (GPT-2 scheme) so the residual stream variance does
 not grow with depth; the modality embedding starts at zero (the model begins as a pure token model and
-learns modality offsets); norm weights are one.
+learns modality offsets); norm weights are one. An optional patch stem initialises itself
+(unio/model/patches.py) and is built last, so it does not change the other weights of a given seed.
+
+Patch inputs (optional, ``ModelConfig.patch_stem``; see unio/model/patches.py and docs/model.md
+"Patch inputs"): ``encode(..., input_images=...)`` takes continuous images ``[n_images, C, H, W]``
+(uint8, or float in [0, 1]). In the id stream each image is a *placeholder span* of N tokens: id
+``patch_stem.placeholder_id`` (the ``<image>`` bracket id), modality ``image``, (row, col) = its patch
+grid position (so the 2-D rotary applies), 1-D positions as usual; an ordinary ``<image>`` bracket has
+row -1 and is not a placeholder. The encoder replaces the token embeddings of the placeholders, in
+row-major batch order (row 0's spans first, left to right, then row 1's...), by the stem's patch
+embeddings, one image per span, and adds the modality embedding as for any token. Rows without an image
+have no placeholders, so packed rows and guidance's null rows need nothing special; the number of
+placeholders must equal ``n_images * N``. Without ``input_images`` the encoder runs exactly the code it
+ran before the stem existed (not one extra op).
 
 The model is plain single-device code: no DDP, FSDP or ``torch.compile`` in here.
 """
@@ -28,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unio.model.cpu_weights import Linear, PackedWeight, linear
+from unio.model.patches import PatchStem, PatchStemConfig
 from unio.model.rotary import Rotary, apply_rotary
 from unio.vocab import MODALITIES, Vocabulary
 
@@ -45,6 +59,7 @@ MODEL_INPUT_KEYS = (
     "decoder_col",
 )
 SEGMENT_KEYS = ("input_segment_ids", "decoder_segment_ids")  # optional: packed batches only
+IMAGE_KEY = "input_images"  # optional: continuous images for the placeholders (ModelConfig.patch_stem)
 
 
 @dataclass
@@ -66,8 +81,12 @@ class ModelConfig:
     # Probability with which training replaces a row's encoder input by the null condition (for
     # classifier-free guidance); read by the training loop via unio.model.guidance.drop_condition.
     condition_dropout: float = 0.0
+    # Continuous image inputs (unio/model/patches.py); None = token inputs only. A nested dict in YAML.
+    patch_stem: PatchStemConfig | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.patch_stem, Mapping):
+            self.patch_stem = PatchStemConfig.from_dict(self.patch_stem, "ModelConfig.patch_stem")
         for name in ("vocab_size", "d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -99,8 +118,10 @@ class ModelConfig:
         decoder_layer = 2 * attention + mlp + 3 * d
         embeddings = self.vocab_size * d + self.num_modalities * d
         final_norms = 2 * d
+        stem = self.patch_stem.num_parameters(d) if self.patch_stem is not None else 0
         return (
-            embeddings
+            stem
+            + embeddings
             + self.n_encoder_layers * encoder_layer
             + self.n_decoder_layers * decoder_layer
             + final_norms
@@ -111,7 +132,8 @@ class ModelConfig:
 
         Counts projections, attention scores and weighted sums, cross-attention keys/values over the
         encoder tokens, and the output projection; ignores norms, activations and softmax (< 1%).
-        Training costs about 3x this (backward = 2x forward)."""
+        Training costs about 3x this (backward = 2x forward). The patch stem is not counted (a linear
+        stem is ``2 * N * C * p**2 * d_model`` per image, under 2% of the encoder at the presets)."""
         d, inner, ff, L, T = self.d_model, self.inner_dim, self.d_ff, input_len, target_len
         proj = 4 * d * inner  # q, k, v, out
         mlp = 3 * d * ff
@@ -311,12 +333,17 @@ class UnifiedTransformer(nn.Module):
         self.encoder_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
         self.decoder_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.patch_stem: PatchStem | None = None
         self._init_weights()
+        if cfg.patch_stem is not None:
+            # Built after the init above (it initialises itself), so the rest of the model gets the
+            # same weights for a given seed with or without a stem.
+            self.patch_stem = PatchStem(cfg.patch_stem, cfg.d_model, cfg.init_std)
 
     def _init_weights(self) -> None:
         std = self.config.init_std
-        for module in self.modules():
-            if isinstance(module, nn.Linear | nn.Embedding):
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear | nn.Embedding) and not name.startswith("patch_stem"):
                 nn.init.normal_(module.weight, mean=0.0, std=std)
         nn.init.zeros_(self.modality_embed.weight)
         for layers in (self.encoder_layers, self.decoder_layers):
@@ -325,6 +352,8 @@ class UnifiedTransformer(nn.Module):
                 for name, param in layer.named_parameters():
                     if name.endswith(("out.weight", "down.weight")):
                         nn.init.normal_(param, mean=0.0, std=residual_std)
+        if self.patch_stem is not None:
+            self.patch_stem.reset_parameters()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -332,6 +361,24 @@ class UnifiedTransformer(nn.Module):
     # ------------------------------------------------------------------ pieces
     def embed_tokens(self, ids: Tensor, modality: Tensor) -> Tensor:
         return self.embed(ids) + self.modality_embed(modality)
+
+    def embed_with_patches(self, ids: Tensor, modality: Tensor, row: Tensor, images: Tensor) -> Tensor:
+        """`embed_tokens`, with the placeholder tokens' embeddings replaced by the patch embeddings of
+        ``images`` (contract in the module docstring)."""
+        if self.patch_stem is None:
+            raise ValueError("encode: input_images given, but ModelConfig.patch_stem is None (no patch stem)")
+        slots = (ids == self.patch_stem.config.placeholder_id) & (row >= 0)
+        patches = self.patch_stem(images)
+        if not torch.compiler.is_compiling():
+            found, needed = int(slots.sum()), patches.shape[0] * patches.shape[1]
+            if found != needed:
+                raise ValueError(
+                    f"encode: {images.shape[0]} image(s) x {patches.shape[1]} patches need {needed} "
+                    f"placeholder tokens (id {self.patch_stem.config.placeholder_id}, row >= 0), "
+                    f"the input has {found}"
+                )
+        tokens = self.embed(ids).masked_scatter(slots.unsqueeze(-1), patches.to(self.embed.weight.dtype))
+        return tokens + self.modality_embed(modality)
 
     def encode(
         self,
@@ -342,11 +389,13 @@ class UnifiedTransformer(nn.Module):
         input_col: Tensor,
         input_mask: Tensor | None = None,
         input_segment_ids: Tensor | None = None,
+        input_images: Tensor | None = None,
     ) -> EncoderOutput:
         """Run the encoder and precompute every decoder layer's cross-attention keys/values.
 
         ``input_segment_ids`` (packed rows, ``[B, S]``, 0 on padding): tokens attend only within
-        their own segment; padding attends to padding, so no attention row is empty."""
+        their own segment; padding attends to padding, so no attention row is empty.
+        ``input_images`` (``[n_images, C, H, W]``): fill the placeholder spans (module docstring)."""
         # Data-dependent checks read tensor values (a graph break under torch.compile): skip them when
         # compiling and always pass the mask, which gives the same result.
         compiling = torch.compiler.is_compiling()
@@ -358,7 +407,10 @@ class UnifiedTransformer(nn.Module):
         self_mask = key_mask
         if input_segment_ids is not None:
             self_mask = (input_segment_ids[:, :, None] == input_segment_ids[:, None, :])[:, None]
-        x = self.embed_tokens(input_ids, input_modality)
+        if input_images is None:
+            x = self.embed_tokens(input_ids, input_modality)
+        else:
+            x = self.embed_with_patches(input_ids, input_modality, input_row, input_images)
         rotation = self.rotary.tables(input_position, input_row, input_col)
         for layer in self.encoder_layers:
             x = layer(x, rotation, self_mask)
@@ -435,6 +487,7 @@ class UnifiedTransformer(nn.Module):
         decoder_mask: Tensor | None = None,
         input_segment_ids: Tensor | None = None,
         decoder_segment_ids: Tensor | None = None,
+        input_images: Tensor | None = None,
     ) -> Tensor:
         """Teacher-forced logits ``[B, T, vocab_size]``.
 
@@ -444,7 +497,14 @@ class UnifiedTransformer(nn.Module):
         neither) give block-diagonal attention, so each packed example gets the logits it would get
         alone."""
         memory = self.encode(
-            input_ids, input_modality, input_position, input_row, input_col, input_mask, input_segment_ids
+            input_ids,
+            input_modality,
+            input_position,
+            input_row,
+            input_col,
+            input_mask,
+            input_segment_ids,
+            input_images,
         )
         hidden = self.decode(
             memory,
@@ -459,12 +519,12 @@ class UnifiedTransformer(nn.Module):
 
     def forward_batch(self, batch: Mapping[str, Tensor]) -> Tensor:
         """``forward`` on a collated batch dict (extra keys such as ``targets`` are ignored; segment
-        ids of a packed batch are used)."""
+        ids of a packed batch and ``input_images`` are used when present)."""
         missing = [k for k in MODEL_INPUT_KEYS if k not in batch]
         if missing:
             raise KeyError(f"batch is missing model inputs {missing}; it has {sorted(batch)}")
-        segments = {k: batch[k] for k in SEGMENT_KEYS if k in batch}
-        return self(**{k: batch[k] for k in MODEL_INPUT_KEYS}, **segments)
+        optional = {k: batch[k] for k in (*SEGMENT_KEYS, IMAGE_KEY) if k in batch}
+        return self(**{k: batch[k] for k in MODEL_INPUT_KEYS}, **optional)
 
 
 def model_config_from_dict(data: Mapping, source: str = "model config") -> ModelConfig:
@@ -478,5 +538,9 @@ def model_config_from_dict(data: Mapping, source: str = "model config") -> Model
 
 
 def build_model(config: ModelConfig, vocab: Vocabulary) -> UnifiedTransformer:
-    """The model for `vocab`: ``vocab_size`` always comes from the vocabulary, not the preset."""
-    return UnifiedTransformer(replace(config, vocab_size=vocab.size))
+    """The model for `vocab`: ``vocab_size`` always comes from the vocabulary, not the preset, and a
+    patch stem's placeholder id is the vocabulary's ``<image>`` id."""
+    stem = config.patch_stem
+    if stem is not None:
+        stem = replace(stem, placeholder_id=vocab.token_id("<image>"))
+    return UnifiedTransformer(replace(config, vocab_size=vocab.size, patch_stem=stem))

@@ -1,0 +1,228 @@
+"""Continuous image (or spectrogram) inputs to the encoder: a patch stem.
+
+Unified-IO 1 feeds the encoder raw pixel patches through one linear projection; most vision encoders
+since use a few strided convolutions first ("Early convolutions help transformers see better", Xiao et
+al. 2021). `PatchStem` implements both, plus an optional absolute 2-D position embedding (learned, as
+in ViT / Florence-2, or fixed sine-cosine, as in DETR / Pix2Seq / MAE) on top of the 2-D rotary the
+encoder already applies to grid tokens (rotary only sees offsets between tokens; an absolute
+embedding tells each patch where it is in the image, which coordinate outputs need).
+
+    kind=linear   pixels of each p x p patch (C*p*p values) -> Linear -> d_model
+    kind=conv     log2(p) conv3x3 stride 2 + GELU (widths conv_width, 2x, 4x, ...) -> Linear -> d_model
+
+Inputs are ``[B, C, H, W]``, uint8 (0..255) or float in [0, 1]; both are mapped to [-1, 1]. The output
+is ``[B, N, d_model]`` with ``N = (H / p) * (W / p)`` patches in row-major order; `grid_indices` gives
+their (row, col), which is what the id stream must carry for them (`placeholder_span`). A log-mel
+spectrogram ``[B, 1, mels, frames]`` goes through the same stem with ``channels=1`` and
+``image_size=[mels, frames]`` (values scaled to [0, 1] by the caller).
+
+How the encoder uses it (the contract, also in `UnifiedTransformer.encode` and docs/model.md): an
+image in the encoder input is a *placeholder span* of N tokens with id ``placeholder_id`` (the
+``<image>`` bracket id), modality ``image``, 1-D positions as usual and (row, col) = the patch grid
+position. Ordinary ``<image>`` brackets have row -1, so a placeholder is ``id == placeholder_id and row
+>= 0``. The encoder replaces the token embedding of the placeholders, in row-major batch order, by the
+stem's patch embeddings (the modality embedding is still added).
+
+Initialisation: the final projection and a learned position table are N(0, ``init_std``) like every
+matrix of the model; the convolutions keep PyTorch's default (Kaiming-uniform) init; the sine table is
+scaled to rms ``init_std`` so it starts at the size of a token embedding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from unio.vocab import CORE_SPECIAL_TOKENS, MODALITIES
+
+STEM_KINDS = ("linear", "conv")
+POSITION_KINDS = ("none", "learned", "sine")
+# `Vocabulary.default` puts the core special tokens first, so this is `vocab.token_id("<image>")`;
+# `build_model` checks it against the actual vocabulary.
+IMAGE_PLACEHOLDER_ID = CORE_SPECIAL_TOKENS.index("<image>")
+IMAGE_MODALITY = MODALITIES.index("image")
+
+
+@dataclass
+class PatchStemConfig:
+    """Options of a `PatchStem` (``ModelConfig.patch_stem``; a nested dict in conf/model/*.yaml)."""
+
+    kind: str = "conv"  # linear (Unified-IO 1 pixel-patch projection) | conv (strided 3x3 convs, then linear)
+    patch_size: int = 8  # pixels per patch side; a power of two for kind=conv
+    image_size: int | list[int] = 64  # input side, or [height, width]; a multiple of patch_size
+    channels: int = 3  # 3 for RGB, 1 for a spectrogram or a mask
+    position: str = "sine"  # absolute 2-D position embedding: none | learned | sine (probe (b), results.md)
+    conv_width: int = 32  # channels of the first conv (kind=conv); doubled by every further conv
+    placeholder_id: int = IMAGE_PLACEHOLDER_ID  # id of the placeholder tokens in the encoder input
+
+    def __post_init__(self) -> None:
+        if self.kind not in STEM_KINDS:
+            raise ValueError(f"PatchStemConfig.kind must be one of {STEM_KINDS}, got {self.kind!r}")
+        if self.position not in POSITION_KINDS:
+            raise ValueError(
+                f"PatchStemConfig.position must be one of {POSITION_KINDS}, got {self.position!r}"
+            )
+        for name in ("patch_size", "channels", "conv_width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"PatchStemConfig.{name} must be a positive integer, got {value!r}")
+        if self.kind == "conv" and self.patch_size & (self.patch_size - 1):
+            raise ValueError(
+                f"PatchStemConfig.patch_size must be a power of two for kind=conv, got {self.patch_size}"
+            )
+        for side in self.size:
+            if side <= 0 or side % self.patch_size:
+                raise ValueError(
+                    f"PatchStemConfig.image_size {self.image_size!r} must be positive multiples of "
+                    f"patch_size {self.patch_size}"
+                )
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the input."""
+        if isinstance(self.image_size, int):
+            return self.image_size, self.image_size
+        if len(self.image_size) != 2:
+            raise ValueError(
+                f"PatchStemConfig.image_size must be an int or [height, width], got {self.image_size!r}"
+            )
+        return int(self.image_size[0]), int(self.image_size[1])
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        h, w = self.size
+        return h // self.patch_size, w // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        rows, cols = self.grid_shape
+        return rows * cols
+
+    def conv_widths(self) -> list[int]:
+        """Output channels of the stride-2 convolutions (kind=conv; empty for linear)."""
+        if self.kind != "conv":
+            return []
+        return [self.conv_width * 2**i for i in range(int(math.log2(self.patch_size)))]
+
+    def num_parameters(self, d_model: int) -> int:
+        """Exact parameter count of the stem for a model of width ``d_model``."""
+        count, c_in = 0, self.channels
+        for width in self.conv_widths():
+            count += c_in * width * 9 + width
+            c_in = width
+        features = c_in if self.kind == "conv" else self.channels * self.patch_size**2
+        count += features * d_model
+        if self.position == "learned":
+            count += self.num_patches * d_model
+        return count
+
+    @classmethod
+    def from_dict(cls, data: Mapping, source: str = "patch_stem") -> PatchStemConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown field(s) {unknown}; PatchStemConfig has {sorted(known)}")
+        values = dict(data)
+        if not isinstance(values.get("image_size", 0), int):
+            values["image_size"] = [int(v) for v in values["image_size"]]
+        return cls(**values)
+
+
+def sine_position_table(rows: int, cols: int, dim: int) -> Tensor:
+    """Fixed 2-D sine-cosine table ``[rows * cols, dim]`` (MAE style): the first half of the channels
+    encodes the row, the second half the column, each as sin/cos pairs over geometric frequencies."""
+    if dim % 4:
+        raise ValueError(f"sine position table: dim must be a multiple of 4, got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    r, c = torch.meshgrid(
+        torch.arange(rows, dtype=torch.float64), torch.arange(cols, dtype=torch.float64), indexing="ij"
+    )
+    parts = []
+    for pos in (r.reshape(-1), c.reshape(-1)):
+        angle = pos[:, None] * omega[None]
+        parts += [angle.sin(), angle.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
+class PatchStem(nn.Module):
+    """Images ``[B, C, H, W]`` -> patch embeddings ``[B, N, d_model]`` (see the module docstring)."""
+
+    def __init__(self, config: PatchStemConfig, d_model: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.config, self.d_model, self.init_std = config, d_model, init_std
+        p, c_in = config.patch_size, config.channels
+        convs = []
+        for width in config.conv_widths():
+            convs.append(nn.Conv2d(c_in, width, kernel_size=3, stride=2, padding=1))
+            c_in = width
+        self.convs = nn.ModuleList(convs)
+        features = c_in if config.kind == "conv" else config.channels * p * p
+        self.proj = nn.Linear(features, d_model, bias=False)
+        rows, cols = config.grid_shape
+        self.position: nn.Parameter | None = None
+        if config.position == "learned":
+            self.position = nn.Parameter(torch.zeros(rows * cols, d_model))
+        elif config.position == "sine":
+            table = sine_position_table(rows, cols, d_model) * (init_std * math.sqrt(2))
+            self.register_buffer("sine", table, persistent=False)
+        grid = torch.arange(rows * cols)
+        self.register_buffer("grid_rows", grid // cols, persistent=False)
+        self.register_buffer("grid_cols", grid % cols, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The init of the module docstring (`UnifiedTransformer` calls it after its own init)."""
+        nn.init.normal_(self.proj.weight, mean=0.0, std=self.init_std)
+        if self.position is not None:
+            nn.init.normal_(self.position, mean=0.0, std=self.init_std)
+        for conv in self.convs:
+            conv.reset_parameters()
+
+    def grid_indices(self) -> tuple[Tensor, Tensor]:
+        """(row, col) of each of the N output patches, LongTensor[N] each (row-major)."""
+        return self.grid_rows, self.grid_cols
+
+    def forward(self, images: Tensor) -> Tensor:
+        cfg = self.config
+        expected = (cfg.channels, *cfg.size)
+        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(
+                f"PatchStem: expected images [B, {expected[0]}, {expected[1]}, {expected[2]}] "
+                f"(PatchStemConfig channels/image_size), got {tuple(images.shape)}"
+            )
+        dtype = self.proj.weight.dtype
+        x = images.to(dtype) / 255.0 if images.dtype == torch.uint8 else images.to(dtype)
+        x = x * 2.0 - 1.0
+        if cfg.kind == "conv":
+            for conv in self.convs:
+                x = F.gelu(conv(x))
+            x = x.flatten(2).transpose(1, 2)  # [B, N, width]
+        else:
+            x = F.unfold(x, kernel_size=cfg.patch_size, stride=cfg.patch_size).transpose(1, 2)
+        x = self.proj(x)
+        if self.position is not None:
+            x = x + self.position
+        elif cfg.position == "sine":
+            x = x + self.sine
+        return x
+
+
+def placeholder_span(config: PatchStemConfig, start_position: int = 0) -> dict[str, Tensor]:
+    """Encoder-side tokens of one image: ``{"ids", "modality", "position", "row", "col"}``, LongTensor[N]
+    each, positions ``start_position ..``. Concatenate them with the rest of the input's tokens."""
+    rows, cols = config.grid_shape
+    n = rows * cols
+    grid = torch.arange(n)
+    return {
+        "ids": torch.full((n,), config.placeholder_id, dtype=torch.long),
+        "modality": torch.full((n,), IMAGE_MODALITY, dtype=torch.long),
+        "position": torch.arange(start_position, start_position + n),
+        "row": grid // cols,
+        "col": grid % cols,
+    }
