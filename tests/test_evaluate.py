@@ -392,3 +392,32 @@ def test_gallery_opens_in_headless_chromium(run_dir, tmp_path):
     screenshot = tmp_path / "gallery.png"
     subprocess.run([*flags, f"--screenshot={screenshot}", "--window-size=1200,900", index.as_uri()], capture_output=True, timeout=180)  # fmt: skip
     assert screenshot.is_file() and screenshot.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_eval_runs_every_task_of_the_shapes_world(run_dir, tmp_path):
+    """Every task conf/data/shapes.yaml trains (images, boxes, masks, keypoints, generated images,
+    denoising, tones audio) evaluates end to end and gets its headline metric."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF_DIR
+
+    entries = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "data" / "shapes.yaml"))
+    data = {}
+    for name, entry in entries.items():
+        entry["source"] |= {"num_records": 12, "split": "val"}  # enough scenes for a person
+        entry["train"], entry["repeats"] = False, 1
+        data[name] = DatasetEntry(**entry)
+    out = tmp_path / "eval"
+    options = EvalOptions(max_examples=2, progress_bar=False, gallery_examples=1)
+    report = evaluate(
+        EvalConfig(checkpoint=str(run_dir), data=data, out_dir=str(out), eval=options), log=lambda _: None
+    )
+    evaluated = {task for tasks in report["results"].values() for task in tasks}
+    expected = {task for entry in entries.values() for task in entry["tasks"]}
+    assert evaluated == expected
+    for tasks in report["results"].values():
+        for task, metrics in tasks.items():
+            assert metrics["examples"] > 0, task
+    assert (out / "results.json").is_file() and (out / "summary.md").is_file()
+    assert (out / "gallery" / "index.html").is_file()
