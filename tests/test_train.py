@@ -310,3 +310,15 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path, cache_dir):
     )
     a, b = train_losses(one.run_dir), train_losses(two.run_dir)
     assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], rel=1e-5) for s in a)
+
+
+@pytest.mark.slow
+def test_trainer_benchmark_smoke(tmp_path):
+    from unio.train.benchmark import BenchTrainConfig, run_benchmark
+
+    result = run_benchmark(
+        BenchTrainConfig(model_preset="tiny", records=32, steps=2, rounds=1, cache_dir=str(tmp_path)),
+        log=lambda _: None,
+    )
+    assert result["trainer_tokens_per_s"] > 0 and result["bare_step_tokens_per_s"] > 0
+    assert result["trainer_efficiency"] == result["round_ratios"][0] and 0 < result["mfu"] < 1

@@ -7,13 +7,15 @@ itself: mixture sampling, collation in its prefetch thread, per-task and per-seg
 the non-finite guard, metrics.jsonl logging every `log_every` steps, and one checkpoint, whose cost is
 amortised over `checkpoint_every` steps (the default config's interval; reported separately too).
 
-Order: bare, trainer, bare; the bare rate is the mean of its two runs, so slow drift of a shared
-machine's speed does not land on one side. The first step of each side is a warm-up and not timed.
-`trainer_efficiency` = trainer tokens/s / bare tokens/s (issue target: >= 0.90 on `small`).
+Order: bare, trainer, bare, trainer, ..., bare (`rounds` trainer runs). Each trainer run is compared
+with the mean of the bare runs just before and after it, and `trainer_efficiency` is the median of
+those per-round ratios, so a shared machine's drifting speed does not land on one side. The first
+step of each run is a warm-up and not timed. Issue target: `trainer_efficiency` >= 0.90 on `small`.
 """
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -42,7 +44,8 @@ class BenchTrainConfig:
     records: int = 512  # shapes-world records to pretokenize
     image_size: int = 64
     batch_size: int = 8
-    steps: int = 20  # timed steps per side (after one warm-up step)
+    steps: int = 10  # timed steps per run (after one warm-up step)
+    rounds: int = 3  # trainer runs, each between two bare runs
     log_every: int = 10
     checkpoint_every: int = 500  # the interval the checkpoint cost is amortised over
     cache_dir: str | None = None  # None: a temporary directory
@@ -129,28 +132,35 @@ def _peak_flops() -> float:
 def run_benchmark(cfg: BenchTrainConfig, log=print) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    bare_rates, trainer_rates, ratios, checkpoint_seconds = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         train_cfg = _train_config(cfg, cfg.cache_dir or str(Path(tmp) / "cache"), str(Path(tmp) / "run"))
         tok = Tokenizers.from_config(cfg.tokenizers)
         # the trainer builds the cache; a throwaway 1-step run keeps that out of the timings
-        train(
-            replace(
-                train_cfg, trainer=replace(train_cfg.trainer, max_steps=1), run_dir=str(Path(tmp) / "warm")
-            )
+        warm = replace(
+            train_cfg, trainer=replace(train_cfg.trainer, max_steps=1), run_dir=str(Path(tmp) / "w")
         )
-        bare_1, input_len, target_len = _bare_rate(train_cfg, tok, cfg.steps)
-        log(f"bare steps: {bare_1:,.0f} tokens/s")
-        result = train(train_cfg)
-        bare_2, _, _ = _bare_rate(train_cfg, tok, cfg.steps)
-        log(f"bare steps: {bare_2:,.0f} tokens/s")
-    timing = result.timing
-    loop = timing["loop_seconds"] - timing["checkpoint_seconds"] - timing["validation_seconds"]
-    per_step = loop / cfg.steps + timing["checkpoint_seconds"] / cfg.checkpoint_every
-    trainer_rate = (timing["loop_tokens"] / cfg.steps) / per_step
-    bare_rate = (bare_1 + bare_2) / 2
+        train(warm)
+        bare, input_len, target_len = _bare_rate(train_cfg, tok, cfg.steps)
+        bare_rates.append(bare)
+        log(f"bare steps: {bare:,.0f} tokens/s")
+        for r in range(cfg.rounds):
+            result = train(replace(train_cfg, run_dir=str(Path(tmp) / f"run{r}")))
+            timing = result.timing
+            loop = timing["loop_seconds"] - timing["checkpoint_seconds"] - timing["validation_seconds"]
+            per_step = loop / cfg.steps + timing["checkpoint_seconds"] / cfg.checkpoint_every
+            trainer_rates.append((timing["loop_tokens"] / cfg.steps) / per_step)
+            checkpoint_seconds.append(timing["checkpoint_seconds"])
+            bare, _, _ = _bare_rate(train_cfg, tok, cfg.steps)
+            bare_rates.append(bare)
+            ratios.append(trainer_rates[-1] / ((bare_rates[-2] + bare_rates[-1]) / 2))
+            log(
+                f"trainer: {trainer_rates[-1]:,.0f} tokens/s; bare: {bare:,.0f} tokens/s; ratio {ratios[-1]:.3f}"
+            )
     model_cfg = build_model(train_cfg.model, tok.vocab).config
     flops_per_token = model_cfg.train_flops_per_token(round(input_len), round(target_len))
     peak = _peak_flops()
+    trainer_rate, bare_rate = statistics.median(trainer_rates), statistics.median(bare_rates)
     return {
         "model": cfg.model_preset,
         "parameters": model_cfg.num_parameters(),
@@ -158,13 +168,16 @@ def run_benchmark(cfg: BenchTrainConfig, log=print) -> dict[str, Any]:
         "mean_input_tokens": round(input_len, 1),
         "mean_target_tokens": round(target_len, 1),
         "threads": torch.get_num_threads(),
+        "rounds": cfg.rounds,
+        "steps_per_run": cfg.steps,
         "bare_step_tokens_per_s": round(bare_rate, 1),
-        "bare_step_tokens_per_s_runs": [round(bare_1, 1), round(bare_2, 1)],
         "trainer_tokens_per_s": round(trainer_rate, 1),
-        "trainer_loop_tokens_per_s_without_checkpoint": round(timing["loop_tokens"] / loop, 1),
-        "checkpoint_seconds": round(timing["checkpoint_seconds"], 2),
+        "bare_runs_tokens_per_s": [round(x, 1) for x in bare_rates],
+        "trainer_runs_tokens_per_s": [round(x, 1) for x in trainer_rates],
+        "round_ratios": [round(x, 3) for x in ratios],
+        "checkpoint_seconds": round(statistics.median(checkpoint_seconds), 2),
         "checkpoint_every": cfg.checkpoint_every,
-        "trainer_efficiency": round(trainer_rate / bare_rate, 3),
+        "trainer_efficiency": round(statistics.median(ratios), 3),
         "peak_flops": round(peak),
         "mfu": round(trainer_rate * flops_per_token / peak, 4),
         "bare_mfu": round(bare_rate * flops_per_token / peak, 4),
