@@ -272,7 +272,9 @@ def predict_examples(
     out: list[RawPrediction | None] = [None] * len(examples)
     for start in range(0, len(order), options.batch_size):
         index = order[start : start + options.batch_size]
-        batch = {k: v.to(device) for k, v in collate_inputs([sequences[i] for i in index]).items()}
+        images = [getattr(examples[i], "image", None) for i in index]  # patch inputs: the pixels
+        collated = collate_inputs([sequences[i] for i in index], images=images)
+        batch = {k: v.to(device) for k, v in collated.items()}
         uncond = None
         if options.guidance_scale != 1.0:
             uncond = null_condition(len(index), tok.vocab, device=device)

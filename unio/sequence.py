@@ -6,6 +6,7 @@ A sequence is a list of typed segments. Token grammar (docs/sequence_format.md h
     Boxes       per box: <box> [label pieces] x1 y1 x2 y2 </box>        (coord bins, xyxy)
     Points      <point> (x y <visible> | x y <occluded> | <absent>)* </point>
     ImageCodes  <image> H*W image codes, row-major </image>           (MaskCodes, AudioCodes alike)
+    ImagePatches  rows*cols <image> placeholder tokens (encoder input only: the pixels travel beside)
     Special     one special token: <bos>, a target prefix <to_*>, <sep>, a sentinel <extra_id_i>
     targets end with <eos>
 
@@ -127,13 +128,36 @@ GRID_TYPES: dict[str, type[_Grid]] = {"image": ImageCodes, "mask": MaskCodes, "a
 
 
 @dataclass(frozen=True)
+class ImagePatches:
+    """Placeholder span of a continuous image input (a patch stem's input, unio/model/patches.py): the
+    image as ``rows * cols`` patches. Encodes to that many ``<image>`` tokens (the bracket id, no
+    closing bracket), modality ``image``, (row, col) = the patch's grid position, row-major. A bracket
+    has row -1, so a placeholder is ``id == <image> and row >= 0``. The pixels are not in the ids: they
+    travel beside them (`unio.tasks.Example.image`, the batch's ``input_images``). Encoder input only:
+    `decode` never produces it (a target never holds one)."""
+
+    rows: int
+    cols: int
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "cols"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ImagePatches: {name} must be a positive integer, got {value!r}")
+
+    @property
+    def num_tokens(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclass(frozen=True)
 class Special:
     """A single special token outside any bracket: <bos>, <sep>, <to_*> prefixes, sentinels."""
 
     token: str
 
 
-Segment = Text | Boxes | Points | ImageCodes | MaskCodes | AudioCodes | Special
+Segment = Text | Boxes | Points | ImageCodes | MaskCodes | AudioCodes | ImagePatches | Special
 
 
 # --------------------------------------------------------------------------------------- results
@@ -280,6 +304,10 @@ class SequenceCodec:
                 emit([self._open[m]], mod)
                 emit(codes, mod, [i // w for i in range(h * w)], [i % w for i in range(h * w)])
                 emit([self._close[m]], mod)
+            elif isinstance(seg, ImagePatches):
+                n, cols = seg.num_tokens, seg.cols
+                rows_, cols_ = [i // cols for i in range(n)], [i % cols for i in range(n)]
+                emit([self._open["image"]] * n, MODALITIES.index("image"), rows_, cols_)
             elif isinstance(seg, Special):
                 tid = v.token_id(seg.token)
                 if tid not in self._free_specials:

@@ -15,6 +15,13 @@ and `target_ids, target_modality, target_row, target_col` (target ends with <eos
 
 Padding uses <pad> (id 0), modality 0, position 0 and row/col -1 (the "not a grid token" value).
 
+Patch inputs: an example whose input holds an image placeholder span (unio/sequence.py `ImagePatches`)
+carries its pixels as `input_image`: an HxWx3 uint8 array, or the pretokenized cache's bytes plus
+`input_image_shape`. The batch then has `input_images` [n_images, 3, H, W] uint8: the images of the
+examples in row-major order (row 0's examples left to right, then row 1's, ..., also when packed), which
+is the order in which the model fills the placeholder spans. The key is absent when no example of the
+batch has an image; all images of a batch must have the same size.
+
 Packing (`pack=True`) puts several short examples into one row, first-fit in batch order, as long as
 both the input and the target part fit `max_input_len` / `max_target_len`. Positions restart at 0 for
 every example and `input_segment_ids` / `decoder_segment_ids` ([B, L], 1..k per row, 0 on padding) tell
@@ -34,6 +41,7 @@ import torch
 from unio.vocab import MODALITIES
 
 IGNORE_INDEX = -100
+IMAGE_KEY = "input_images"  # = unio.model.transformer.IMAGE_KEY (collation sits below the model layer)
 TEXT_MODALITY = MODALITIES.index("text")  # the decoder's leading <bos> is a text-modality token
 INPUT_FIELDS = ("ids", "modality", "row", "col")
 
@@ -68,7 +76,13 @@ class Collator:
             raise ValueError("collator: empty list of examples")
         items = [self._prepare(ex, i) for i, ex in enumerate(examples)]
         rows = self._pack(items) if self.config.pack else [[item] for item in items]
-        return self._pad(rows)
+        images = [ex_image for row in rows for item in row if (ex_image := item.get(IMAGE_KEY)) is not None]
+        batch = self._pad(
+            [[{k: v for k, v in item.items() if k != IMAGE_KEY} for item in row] for row in rows]
+        )
+        if images:
+            batch[IMAGE_KEY] = stack_images(images, "collator")
+        return batch
 
     # ----------------------------------------------------------------------------- steps
     def _prepare(self, example: Mapping[str, Any], index: int) -> dict[str, np.ndarray]:
@@ -106,6 +120,9 @@ class Collator:
             "decoder_col": shift(tgt["col"], -1),
             "targets": targets,
         }
+        image = example_image(example, f"collator: example {index}")
+        if image is not None:
+            out[IMAGE_KEY] = image
         if self.config.groups is not None:
             component = example.get("component")
             if component not in self._group_index:
@@ -173,15 +190,52 @@ class Collator:
         return batch
 
 
+def example_image(example: Mapping[str, Any], where: str) -> np.ndarray | None:
+    """The example's input pixels as a 3xHxW uint8 array, or None when it has none (module docstring)."""
+    value = example.get("input_image")
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        shape = example.get("input_image_shape")
+        if shape is None:
+            raise KeyError(f"{where}: input_image is bytes but input_image_shape is missing")
+        image = np.frombuffer(value, dtype=np.uint8).reshape([int(s) for s in shape])
+    else:
+        image = np.asarray(value)
+        if image.dtype != np.uint8:
+            raise ValueError(f"{where}: input_image must be uint8, got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{where}: input_image must be HxWx3, got shape {tuple(image.shape)}")
+    return image.transpose(2, 0, 1)
+
+
+def stack_images(images: Sequence[np.ndarray], where: str) -> torch.Tensor:
+    """3xHxW uint8 arrays -> `input_images` [n, 3, H, W] (one size per batch)."""
+    shapes = sorted({tuple(im.shape) for im in images})
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{where}: the batch's input images have different shapes {shapes}; patch-input tasks mixed "
+            "in one batch need the same input_size"
+        )
+    return torch.from_numpy(np.ascontiguousarray(np.stack(images)))
+
+
 def collate_inputs(
-    inputs: Sequence[Mapping[str, Any]], pad_id: int = 0, pad_to_multiple: int = 8
+    inputs: Sequence[Mapping[str, Any]],
+    pad_id: int = 0,
+    pad_to_multiple: int = 8,
+    images: Sequence[np.ndarray | None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Prompt-only collation for generation: encoder inputs without targets (evaluation, the pipeline
     and unio-predict). Each item is a `TokenSequence` or a mapping with `ids, modality, row, col`
     (`position` is recomputed). Returns the `input_*` keys of a training batch and `input_mask`,
-    right-padded as there, which is what `unio.model.generate.generate` takes."""
+    right-padded as there, which is what `unio.model.generate.generate` takes. `images` (one per
+    input, HxWx3 uint8 or None: `Example.image`) gives `input_images` for patch inputs, in input order
+    (absent when all are None)."""
     if not inputs:
         raise ValueError("collate_inputs: empty list of inputs")
+    if images is not None and len(images) != len(inputs):
+        raise ValueError(f"collate_inputs: {len(images)} images for {len(inputs)} inputs")
     if pad_to_multiple < 1:
         raise ValueError(f"collate_inputs: pad_to_multiple must be >= 1, got {pad_to_multiple}")
     rows = []
@@ -210,4 +264,11 @@ def collate_inputs(
         mask[r, :n] = True
     batch = {k: torch.from_numpy(v) for k, v in out.items()}
     batch["input_mask"] = torch.from_numpy(mask)
+    arrays = [
+        example_image({"input_image": im}, f"collate_inputs: image {i}")
+        for i, im in enumerate(images or [])
+        if im is not None
+    ]
+    if arrays:
+        batch[IMAGE_KEY] = stack_images(arrays, "collate_inputs")
     return batch

@@ -28,6 +28,13 @@ offending records in one line: a (dataset, task) that ends with 0 examples, or t
 `max_bad_fraction` of its records as bad. Its manifest stays incomplete ("failed": the message), so
 nothing loads it; a rerun with a larger `max_bad_fraction` finishes it without rebuilding the shards.
 
+Patch inputs (a task with ``input_repr: patches``, unio/tasks/base.py): the shards of that task also
+hold the input pixels, ``input_image`` (the HxWx3 uint8 array's bytes, C order) and
+``input_image_shape`` ([H, W, 3]); the image VQ encoder does not run for them (it still runs for image
+targets and for the other tasks of the dataset). The options that decide the pixels (``input_repr``,
+``input_size``, ``patch_size``) are task fields, so they are in the key; for code inputs they are left
+out of it, so caches built before patch inputs existed stay valid.
+
 The bad-sample policies that decide what the cache holds (`on_bad_sample`, `on_bad_annotation`, at
 the top level or in `source:`, or those of a `Source` passed in) are part of the key, wherever set.
 """
@@ -78,6 +85,20 @@ FEATURES = datasets.Features(
         "meta": datasets.Value("string"),  # JSON: what the task's parser and metric need
     }
 )
+# The shards of a patch-input task add the input pixels (module docstring).
+IMAGE_FEATURES = datasets.Features(
+    {
+        **FEATURES,
+        "input_image": datasets.Value("binary"),  # HxWx3 uint8, C order
+        "input_image_shape": datasets.Sequence(datasets.Value("int32")),  # [H, W, 3]
+    }
+)
+PATCH_FIELDS = ("input_repr", "input_size", "patch_size")  # task fields that only matter for patches
+
+
+def task_features(task: Task) -> datasets.Features:
+    """The columns of a task's shards: `FEATURES`, plus the pixels for patch inputs."""
+    return IMAGE_FEATURES if task.input_repr == "patches" else FEATURES
 
 
 # Transforms a data config can name (unio/data/transforms.py), e.g. {name: horizontal_flip, p: 0.5}.
@@ -187,8 +208,12 @@ def cache_key(
 ) -> dict[str, Any]:
     """What a cache depends on. Two builds with equal keys produce identical shards. `policies` are
     the effective bad-sample policies (default: `effective_policies(entry, cfg)`)."""
+    task_options = asdict(task)
+    if task.input_repr == "codes":  # the default: keys (and caches) of code-input tasks are unchanged
+        for name in PATCH_FIELDS:
+            task_options.pop(name, None)
     options = {
-        "task": {"class": type(task).__name__, **asdict(task)},
+        "task": {"class": type(task).__name__, **task_options},
         "source": {**entry.source, **(policies or effective_policies(entry, cfg))},
         "train": entry.train,
         "repeats": entry.repeats,
@@ -201,7 +226,7 @@ def cache_key(
     }
     return {
         "format_version": FORMAT_VERSION,
-        "fingerprints": tok.fingerprints(task.uses),
+        "fingerprints": tok.fingerprints(task.vq_tokenizers()),
         "options": _hash(options),
     }
 
@@ -274,10 +299,11 @@ def _build_shard(dataset: str, shard: int, task_names: list[str]) -> dict[str, A
                 view = transform(record, rng)
                 view = view.replace(meta=dict(view.meta))  # its own meta: it holds this view's codes
             views.append((index, repeat, view))
-    _encode_views([v for _, _, v in views], {u for task in tasks.values() for u in task.uses}, tok)
+    _encode_views([v for _, _, v in views], {u for task in tasks.values() for u in task.vq_tokenizers()}, tok)
     counts = {}
     for name, task in tasks.items():
-        rows: dict[str, list] = {key: [] for key in FEATURES}
+        features = task_features(task)
+        rows: dict[str, list] = {key: [] for key in features}
         n = {"examples": 0, "not_applicable": 0, "too_long": 0, "records": len(records)}
         n["bad_records"] = len(indices) - len(records)  # skipped by the source (on_bad_sample=skip)
         n["bad_annotations"] = len(shard_report.dropped_annotations)  # dropped while loading
@@ -294,6 +320,10 @@ def _build_shard(dataset: str, shard: int, task_names: list[str]) -> dict[str, A
                 for key in ("ids", "modality", "row", "col"):
                     rows[f"{side}_{key}"].append(getattr(seq, key).tolist())
             rows["target_loss"].append(enc.target_loss.tolist())
+            if "input_image" in rows:
+                pixels = _pixels(enc.input_image, name, view.id)
+                rows["input_image"].append(pixels.tobytes())
+                rows["input_image_shape"].append(list(pixels.shape))
             rows["task"].append(name)
             rows["record_id"].append(view.id)
             meta = dict(example.meta)
@@ -301,9 +331,22 @@ def _build_shard(dataset: str, shard: int, task_names: list[str]) -> dict[str, A
                 meta["affine"], meta["original_size"] = view.meta["affine"], view.meta.get("original_size")
             rows["meta"].append(json.dumps(meta))
             n["examples"] += 1
-        _write_shard(Path(cfg.cache_dir) / dataset / name, shard, rows, n, shard_report.to_dict())
+        _write_shard(Path(cfg.cache_dir) / dataset / name, shard, rows, n, shard_report.to_dict(), features)
         counts[name] = n
     return {"dataset": dataset, "counts": counts}
+
+
+def _pixels(image: Any, task: str, record_id: str) -> np.ndarray:
+    if image is None:
+        raise ValueError(
+            f"pretokenize: task {task!r} has patch inputs but its example of {record_id!r} has no pixels"
+        )
+    pixels = np.ascontiguousarray(image, dtype=np.uint8)
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(
+            f"pretokenize: task {task!r}, {record_id!r}: pixels must be HxWx3, got {pixels.shape}"
+        )
+    return pixels
 
 
 def _encode_views(views: list, uses: set[str], tok: Tokenizers) -> None:
@@ -331,13 +374,18 @@ def shard_name(shard: int) -> str:
 
 
 def _write_shard(
-    task_dir: Path, shard: int, rows: dict[str, list], counts: dict[str, int], skipped: dict[str, Any]
+    task_dir: Path,
+    shard: int,
+    rows: dict[str, list],
+    counts: dict[str, int],
+    skipped: dict[str, Any],
+    features: datasets.Features = FEATURES,
 ) -> None:
     """Write the shard under a temporary name, then rename: a shard directory is always complete."""
     final = task_dir / shard_name(shard)
     tmp = task_dir / f".{shard_name(shard)}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    datasets.Dataset.from_dict(rows, features=FEATURES).save_to_disk(str(tmp))
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp))
     (tmp / "counts.json").write_text(json.dumps(counts))
     (tmp / "skipped.json").write_text(json.dumps(skipped))
     shutil.rmtree(final, ignore_errors=True)
@@ -586,5 +634,7 @@ def load_pretokenized(
     for dataset, entry in data.items():
         for name, options in entry.tasks.items():
             task = make_task(name, **(options or {}))
-            out[f"{dataset}/{name}"] = load_task_cache(Path(cache_dir) / dataset / name, tok, task.uses)
+            out[f"{dataset}/{name}"] = load_task_cache(
+                Path(cache_dir) / dataset / name, tok, task.vq_tokenizers()
+            )
     return out

@@ -242,7 +242,7 @@ def collect_examples(
     total = len(source) if entry.limit is None else min(entry.limit, len(source))
     out = {name: TaskExamples(dataset, task) for name, task in tasks.items()}
     cap = options.max_examples
-    uses = {u for task in tasks.values() for u in task.uses}
+    uses = {u for task in tasks.values() for u in task.vq_tokenizers()}  # no image encoder for patches
     full = lambda name: cap is not None and len(out[name].examples) >= cap  # noqa: E731
     bar = tqdm(total=total, desc=f"{dataset}: records", disable=not options.progress_bar, leave=False)
     with bar:

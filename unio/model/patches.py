@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,8 @@ class PatchStemConfig:
 
     kind: str = "conv"  # linear (Unified-IO 1 pixel-patch projection) | conv (strided 3x3 convs, then linear)
     patch_size: int = 8  # pixels per patch side; a power of two for kind=conv
-    image_size: int | list[int] = 64  # input side, or [height, width]; a multiple of patch_size
+    # input side, or [height, width]; a multiple of patch_size (typed Any: OmegaConf has no int|list)
+    image_size: Any = 64
     channels: int = 3  # 3 for RGB, 1 for a spectrogram or a mask
     position: str = "sine"  # absolute 2-D position embedding: none | learned | sine (probe (b), results.md)
     conv_width: int = 32  # channels of the first conv (kind=conv); doubled by every further conv

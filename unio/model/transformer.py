@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -82,7 +83,9 @@ class ModelConfig:
     # classifier-free guidance); read by the training loop via unio.model.guidance.drop_condition.
     condition_dropout: float = 0.0
     # Continuous image inputs (unio/model/patches.py); None = token inputs only. A nested dict in YAML.
-    patch_stem: PatchStemConfig | None = None
+    # (typed Any so a Hydra override `model.patch_stem={kind: conv, ...}` merges; a dict becomes a
+    # PatchStemConfig in __post_init__)
+    patch_stem: Any = None
 
     def __post_init__(self) -> None:
         if isinstance(self.patch_stem, Mapping):

@@ -27,6 +27,14 @@ Every task has
 Inputs start with the target-modality prefix (`<to_text>`, `<to_box>`, ...), then the prompt text,
 then the conditioning segments (an optional region box, the image or audio codes). Targets are
 encoded with `<eos>` at the end by the pretokenizer.
+
+Image inputs (`input_repr`, on the tasks with `patch_inputs = True`): ``codes`` (the default) puts the
+image's VQ codes in the input; ``patches`` puts an `ImagePatches` placeholder span of
+``(input_size / patch_size)**2`` tokens there instead and the pixels in `Example.image` (HxWx3 uint8 at
+``input_size``, the image stretched as the VQ tokenizer stretches it, so normalised coordinates are
+unchanged), for a model whose patch stem has the same ``image_size`` and ``patch_size``. Outputs (image
+and mask codes) are VQ codes either way. `Task.image_input` is the one place that makes that choice;
+`Task.vq_tokenizers` lists the VQ tokenizers the task then really runs (no image encoder for patches).
 """
 
 from __future__ import annotations
@@ -39,21 +47,25 @@ import numpy as np
 import torch
 
 from unio import grammar as grammars
-from unio.sequence import AudioCodes, Boxes, ImageCodes, Segment, Special, Text, TokenSequence
-from unio.tasks.bundle import Tokenizers
+from unio.sequence import AudioCodes, Boxes, ImageCodes, ImagePatches, Segment, Special, Text, TokenSequence
+from unio.tasks.bundle import Tokenizers, _resize_rgb
 from unio.vocab import TARGET_PREFIXES
+
+INPUT_REPRS = ("codes", "patches")
 
 
 @dataclass
 class Example:
     """One task instance. `meta` is JSON-serialisable: what `parse` and the metric need (original image
     size, reference answers, ...). `noise` holds Pix2Seq noise boxes appended after the real target;
-    their coordinates are excluded from the loss."""
+    their coordinates are excluded from the loss. `image` holds the pixels (HxWx3 uint8) of the input's
+    `ImagePatches` span, for patch inputs (``input_repr="patches"``); None otherwise."""
 
     input: list[Segment]
     target: list[Segment]
     meta: dict[str, Any] = field(default_factory=dict)
     noise: Boxes | None = None
+    image: np.ndarray | None = None
 
 
 @dataclass
@@ -61,6 +73,7 @@ class EncodedExample:
     input: TokenSequence
     target: TokenSequence  # ends with <eos>
     target_loss: torch.Tensor  # LongTensor[L_target]: 1 = trained, 0 = ignored (noise-box coordinates)
+    input_image: np.ndarray | None = None  # HxWx3 uint8 pixels of the input's patch span (`Example.image`)
 
 
 def encode_example(example: Example, tok: Tokenizers) -> EncodedExample:
@@ -68,7 +81,7 @@ def encode_example(example: Example, tok: Tokenizers) -> EncodedExample:
     inputs = codec.encode(example.input)
     if example.noise is None:
         target = codec.encode(example.target, add_eos=True)
-        return EncodedExample(inputs, target, torch.ones(len(target), dtype=torch.long))
+        return EncodedExample(inputs, target, torch.ones(len(target), dtype=torch.long), example.image)
     real = codec.encode(example.target)
     noise = codec.encode([example.noise], add_eos=True)
     coord = tok.vocab.segment_range("coord")
@@ -81,7 +94,10 @@ def encode_example(example: Example, tok: Tokenizers) -> EncodedExample:
         col=torch.cat([real.col, noise.col]),
     )
     return EncodedExample(
-        inputs, target, torch.cat([torch.ones(len(real), dtype=torch.long), noise_loss.long()])
+        inputs,
+        target,
+        torch.cat([torch.ones(len(real), dtype=torch.long), noise_loss.long()]),
+        example.image,
     )
 
 
@@ -98,6 +114,12 @@ class Task:
     name: str = ""
     prompts: tuple[str, ...] = ()
     eval_prompt: str = ""
+    # Image inputs (module docstring): "codes" (VQ codes) | "patches" (placeholder span + pixels for the
+    # model's patch stem; only where `patch_inputs`). input_size / patch_size must equal the stem's
+    # image_size / patch_size; they are ignored (and left out of the cache key) for codes.
+    input_repr: str = "codes"
+    input_size: int = 64  # pixels per side the input image is stretched to (patches)
+    patch_size: int = 8  # pixels per patch side (patches)
     target_modality: ClassVar[str] = "text"
     metric: ClassVar[str] = ""
     uses: ClassVar[tuple[str, ...]] = ()  # VQ tokenizers the task needs: "image", "mask", "audio"
@@ -105,10 +127,33 @@ class Task:
     condition: ClassVar[str | None] = "image"
     prompt_field: ClassVar[str | None] = None  # the prompt placeholder `build_input(text=...)` fills
     region_input: ClassVar[bool] = False  # the input holds a region box (`build_input(box=...)`)
+    patch_inputs: ClassVar[bool] = False  # the input image may be patches (`input_repr="patches"`)
 
     def __post_init__(self) -> None:
         if not self.prompts or not self.eval_prompt:
             raise ValueError(f"task {self.name!r}: needs at least one training prompt and an eval prompt")
+        if self.input_repr not in INPUT_REPRS:
+            raise ValueError(
+                f"task {self.name!r}: field 'input_repr' must be one of {INPUT_REPRS}, got {self.input_repr!r}"
+            )
+        if self.input_repr == "patches":
+            if not self.patch_inputs:
+                raise ValueError(
+                    f"task {self.name!r}: input_repr='patches' is not supported (its input has no image); "
+                    "tasks with patch inputs: caption, vqa, classify, detect, ground, region_caption, "
+                    "refseg, keypoints"
+                )
+            for key in ("input_size", "patch_size"):
+                value = getattr(self, key)
+                if not isinstance(value, int) or value <= 0:
+                    raise ValueError(
+                        f"task {self.name!r}: field {key!r} must be a positive integer, got {value!r}"
+                    )
+            if self.input_size % self.patch_size:
+                raise ValueError(
+                    f"task {self.name!r}: input_size {self.input_size} must be a multiple of patch_size "
+                    f"{self.patch_size}"
+                )
 
     # ----------------------------------------------------------------------------- interface
     def build(
@@ -173,8 +218,10 @@ class Task:
             size = tuple(meta["image_size"])
             inputs.append(Boxes(tok.coords.encode_boxes(region.reshape(1, 4), image_size=size)))
             meta["box"] = region.tolist()
+        pixels = None
         if self.condition == "image":
-            inputs.append(ImageCodes(tok.encode_images([image])[0]))
+            segment, pixels = self.image_input(image, tok)
+            inputs.append(segment)
         elif self.condition == "audio":
             audio, sample_rate = check_audio(audio, sample_rate, self.name)
             codes = tok.encode_audio(audio, sample_rate)
@@ -187,9 +234,33 @@ class Task:
             inputs += [AudioCodes(c) for c in codes]
         if self.prompt_field is not None:
             meta[self.prompt_field] = values[self.prompt_field]
-        return Example(inputs, [], meta)
+        return Example(inputs, [], meta, image=pixels)
 
     # ----------------------------------------------------------------------------- helpers
+    def image_input(self, source: Any, tok: Tokenizers) -> tuple[Segment, np.ndarray | None]:
+        """The input segment of an image and, for patch inputs, its pixels (for `Example.image`).
+        `source` is a record (codes come from `tok.image_codes`, which uses the pretokenizer's batch
+        codes) or an HxWx3 uint8 array. codes: (`ImageCodes`, None); patches: (`ImagePatches` of the
+        task's grid, the image stretched to ``input_size`` x ``input_size``)."""
+        image = source if isinstance(source, np.ndarray) else None
+        if self.input_repr == "codes":
+            codes = tok.encode_images([image])[0] if image is not None else tok.image_codes(source)
+            return ImageCodes(codes), None
+        if image is None:
+            image = source.image
+            if image is None:
+                raise ValueError(f"task {self.name!r}: record {source.id!r} has no image")
+        side = self.input_size // self.patch_size
+        pixels = _resize_rgb(check_image(image, self.name), (self.input_size, self.input_size))
+        return ImagePatches(side, side), np.ascontiguousarray(pixels, dtype=np.uint8)
+
+    def vq_tokenizers(self) -> tuple[str, ...]:
+        """The VQ tokenizers the task runs with its options: `uses`, without the image tokenizer when
+        the image is only an input and given as patches. Cache fingerprints and `check` use this."""
+        if self.input_repr == "patches" and self.target_modality != "image":
+            return tuple(u for u in self.uses if u != "image")
+        return self.uses
+
     def prompt(self, rng: random.Random, train: bool, **values: str) -> str:
         template = rng.choice(self.prompts) if train else self.eval_prompt
         return template.format(**values)
@@ -199,7 +270,7 @@ class Task:
 
     def check(self, tok: Tokenizers) -> None:
         """Fail early, naming the task, when a needed tokenizer is missing."""
-        for name in self.uses:
+        for name in self.vq_tokenizers():
             tok.require(name, self.name)
 
 

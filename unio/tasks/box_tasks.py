@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from unio import grammar as grammars
-from unio.sequence import Boxes, ImageCodes, Points, Segment, Text
+from unio.sequence import Boxes, Points, Segment, Text
 from unio.tasks.base import (
     Example,
     Task,
@@ -87,6 +87,7 @@ class DetectTask(Task):
     target_modality: ClassVar[str] = "box"
     metric: ClassVar[str] = "coco_map"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    patch_inputs: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -117,9 +118,10 @@ class DetectTask(Task):
         if train and self.noise_pad_to > len(order):
             noise_boxes = _noise_boxes(boxes[order], self.noise_pad_to - len(order), size, rng)
             noise = Boxes(box_bins(tok, noise_boxes, size), [NOISE_LABEL] * len(noise_boxes))
-        inputs = [self.prefix(), Text(self.prompt(rng, train)), ImageCodes(tok.image_codes(record))]
+        visual, pixels = self.image_input(record, tok)
+        inputs = [self.prefix(), Text(self.prompt(rng, train)), visual]
         meta = {"image_size": list(size), "boxes": boxes.tolist(), "labels": labels, **view_geometry(record)}
-        return Example(inputs, [target], meta, noise)
+        return Example(inputs, [target], meta, noise, image=pixels)
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> dict[str, Any]:
         """Boxes in pixels of the original image (xyxy) with their labels; noise boxes are dropped."""
@@ -174,6 +176,7 @@ class GroundTask(Task):
     target_modality: ClassVar[str] = "box"
     metric: ClassVar[str] = "iou"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    patch_inputs: ClassVar[bool] = True
     prompt_field: ClassVar[str | None] = "expression"
 
     def num_items(self, record: Any) -> int:
@@ -191,14 +194,15 @@ class GroundTask(Task):
         else:
             obj, expression = pick(_object_expressions(objects), rng, train, item)
         text = Text(self.prompt(rng, train, expression=expression))
-        inputs = [self.prefix(), text, ImageCodes(tok.image_codes(record))]
+        visual, pixels = self.image_input(record, tok)
+        inputs = [self.prefix(), text, visual]
         meta = {
             "image_size": list(record.image_size),
             "box": obj.box.tolist(),
             "expression": expression,
             **view_geometry(record),
         }
-        return Example(inputs, [Boxes(box_bins(tok, obj.box, record.image_size))], meta)
+        return Example(inputs, [Boxes(box_bins(tok, obj.box, record.image_size))], meta, image=pixels)
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> list[float] | None:
         """The first box in pixels of the original image, or None when the output holds no box."""
@@ -223,6 +227,7 @@ class RegionCaptionTask(Task):
     eval_prompt: str = "Describe the region."
     metric: ClassVar[str] = "cider"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    patch_inputs: ClassVar[bool] = True
     region_input: ClassVar[bool] = True
 
     def num_items(self, record: Any) -> int:
@@ -237,9 +242,10 @@ class RegionCaptionTask(Task):
         obj = pick(objects, rng, train, item)
         references = [*obj.referring, obj.category]
         region = Boxes(box_bins(tok, obj.box, record.image_size))
-        inputs = [self.prefix(), Text(self.prompt(rng, train)), region, ImageCodes(tok.image_codes(record))]
+        visual, pixels = self.image_input(record, tok)
+        inputs = [self.prefix(), Text(self.prompt(rng, train)), region, visual]
         meta = {"image_size": list(record.image_size), "box": obj.box.tolist(), "references": references}
-        return Example(inputs, [Text(pick(references, rng, train))], meta)
+        return Example(inputs, [Text(pick(references, rng, train))], meta, image=pixels)
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:
         return first_text(segments)
@@ -261,6 +267,7 @@ class KeypointsTask(Task):
     target_modality: ClassVar[str] = "point"
     metric: ClassVar[str] = "oks"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    patch_inputs: ClassVar[bool] = True
     region_input: ClassVar[bool] = True
 
     def _people(self, record: Any) -> list:
@@ -288,14 +295,15 @@ class KeypointsTask(Task):
         visibility = person.keypoints[:, 2].astype(np.int64)
         bins = tok.coords.encode_points(person.keypoints[:, :2].astype(np.float64), image_size=size)
         region = Boxes(box_bins(tok, person.box, size))
-        inputs = [self.prefix(), Text(self.prompt(rng, train)), region, ImageCodes(tok.image_codes(record))]
+        visual, pixels = self.image_input(record, tok)
+        inputs = [self.prefix(), Text(self.prompt(rng, train)), region, visual]
         meta = {
             "image_size": list(size),
             "box": person.box.tolist(),
             "keypoints": person.keypoints.tolist(),
             **view_geometry(record),
         }
-        return Example(inputs, [Points(bins, visibility)], meta)
+        return Example(inputs, [Points(bins, visibility)], meta, image=pixels)
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> list[list[float]]:
         """Kx3 (x, y, visibility) in pixels of the original image; absent points are (0, 0, 0) as in COCO."""

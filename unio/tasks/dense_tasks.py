@@ -62,6 +62,7 @@ class RefSegTask(Task):
     target_modality: ClassVar[str] = "mask"
     metric: ClassVar[str] = "mask_iou"
     uses: ClassVar[tuple[str, ...]] = ("image", "mask")
+    patch_inputs: ClassVar[bool] = True
     prompt_field: ClassVar[str | None] = "expression"
 
     def num_items(self, record: Any) -> int:
@@ -78,11 +79,8 @@ class RefSegTask(Task):
             expression = pick(obj.referring, rng, train)
         else:
             index, obj, expression = pick(_candidate_expressions(candidates), rng, train, item)
-        inputs = [
-            self.prefix(),
-            Text(self.prompt(rng, train, expression=expression)),
-            ImageCodes(tok.image_codes(record)),
-        ]
+        visual, pixels = self.image_input(record, tok)
+        inputs = [self.prefix(), Text(self.prompt(rng, train, expression=expression)), visual]
         target = MaskCodes(tok.mask_codes(record, index))
         meta = {
             "image_size": list(record.image_size),
@@ -90,7 +88,7 @@ class RefSegTask(Task):
             "mask": mask_to_rle(obj.mask),
             **view_geometry(record),
         }
-        return Example(inputs, [target], meta)
+        return Example(inputs, [target], meta, image=pixels)
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> np.ndarray | None:
         """HxW bool mask at the original image size, or None when the output holds no mask."""

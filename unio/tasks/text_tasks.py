@@ -1,6 +1,7 @@
 """Image -> text tasks: captioning, visual question answering, image classification.
 
 caption   <to_text> "Describe the image." <image> codes </image>      -> "a red circle ..." <eos>
+          (with input_repr=patches: <image> x rows*cols placeholders instead of the codes, see base.py)
 vqa       <to_text> "Question: what color is the circle?" <image> ... -> "red" <eos>
 classify  <to_text> "What class is this image?" <image> ...           -> "circle" <eos>
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from unio import grammar as grammars
-from unio.sequence import ImageCodes, Segment, Text
+from unio.sequence import Segment, Text
 from unio.tasks.base import Example, Task, first_text, pick, scene_text_holds
 from unio.tasks.bundle import Tokenizers
 
@@ -30,15 +31,20 @@ class CaptionTask(Task):
     eval_prompt: str = "Describe the image."
     metric: ClassVar[str] = "cider"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    patch_inputs: ClassVar[bool] = True
 
     def build(
         self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
     ) -> Example | None:
         if record.image is None or not record.captions or not scene_text_holds(record):
             return None
-        inputs = [self.prefix(), Text(self.prompt(rng, train)), ImageCodes(tok.image_codes(record))]
+        visual, pixels = self.image_input(record, tok)
+        inputs = [self.prefix(), Text(self.prompt(rng, train)), visual]
         return Example(
-            inputs, [Text(pick(record.captions, rng, train))], {"references": list(record.captions)}
+            inputs,
+            [Text(pick(record.captions, rng, train))],
+            {"references": list(record.captions)},
+            image=pixels,
         )
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:
@@ -63,6 +69,7 @@ class VQATask(Task):
     metric: ClassVar[str] = "vqa_accuracy"
     prompt_field: ClassVar[str | None] = "question"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    patch_inputs: ClassVar[bool] = True
 
     def build(
         self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
@@ -71,12 +78,9 @@ class VQATask(Task):
         if not qa:
             return None
         question, answer = pick(qa, rng, train, item)
-        inputs = [
-            self.prefix(),
-            Text(self.prompt(rng, train, question=question)),
-            ImageCodes(tok.image_codes(record)),
-        ]
-        return Example(inputs, [Text(answer)], {"question": question, "answers": [answer]})
+        visual, pixels = self.image_input(record, tok)
+        inputs = [self.prefix(), Text(self.prompt(rng, train, question=question)), visual]
+        return Example(inputs, [Text(answer)], {"question": question, "answers": [answer]}, image=pixels)
 
     def _questions(self, record: Any) -> list[tuple[str, str]]:
         if record.image is None or not scene_text_holds(record):
@@ -111,6 +115,7 @@ class ClassifyTask(Task):
     classes: tuple[str, ...] | None = None
     metric: ClassVar[str] = "accuracy"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    patch_inputs: ClassVar[bool] = True
 
     def build(
         self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
@@ -119,8 +124,9 @@ class ClassifyTask(Task):
             return None
         if self.classes is not None and record.label not in self.classes:
             return None
-        inputs = [self.prefix(), Text(self.prompt(rng, train)), ImageCodes(tok.image_codes(record))]
-        return Example(inputs, [Text(record.label)], {"label": record.label})
+        visual, pixels = self.image_input(record, tok)
+        inputs = [self.prefix(), Text(self.prompt(rng, train)), visual]
+        return Example(inputs, [Text(record.label)], {"label": record.label}, image=pixels)
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:
         return first_text(segments)

@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,14 @@ from unio.data.pretokenize import PretokenizeConfig, load_pretokenized, pretoken
 from unio.model.checkpoint import TOKENIZERS, load_tokenizers, save_tokenizers
 from unio.model.guidance import drop_condition
 from unio.model.loss import LossConfig, SequenceLoss
-from unio.model.transformer import MODEL_INPUT_KEYS, ModelConfig, UnifiedTransformer, build_model
+from unio.model.transformer import (
+    IMAGE_KEY,
+    MODEL_INPUT_KEYS,
+    SEGMENT_KEYS,
+    ModelConfig,
+    UnifiedTransformer,
+    build_model,
+)
 from unio.tasks.bundle import Tokenizers
 from unio.train import checkpoint as ckpt
 from unio.train.distributed import (
@@ -317,6 +324,8 @@ def train(
         tok.vocab.pad_id,
         CollatorConfig(tcfg.pad_to_multiple, cfg.max_input_len, cfg.max_target_len, tcfg.pack, groups=groups),
     )
+    # validation weighs whole rows (filler rows count 0), so it never packs
+    val_collator = Collator(tok.vocab.bos_id, tok.vocab.pad_id, replace(collator.config, pack=False))
     torch.manual_seed(tcfg.seed)  # the same initial weights on every rank, whatever ran before
     model = build_model(cfg.model, tok.vocab)
     model_config = model.config
@@ -435,7 +444,7 @@ def train(
                 sync = nullcontext() if not is_ddp or i == len(batches) - 1 else wrapped.train_model.no_sync()
                 with sync:
                     with autocast:
-                        logits = wrapped.train_model(**{k: batch[k] for k in MODEL_INPUT_KEYS})
+                        logits = wrapped.train_model(**_model_inputs(batch))
                     out = loss_fn(logits, batch["targets"], batch["target_group"], num_groups)
                     scaled = out.loss * (out.num_tokens * info.world_size / global_tokens)
                     if step in tcfg.fault.nan_at_steps:
@@ -522,7 +531,7 @@ def train(
             val_loss = None
             if val_components and ((tcfg.val_every and done % tcfg.val_every == 0) or done == tcfg.max_steps):
                 val_start = time.perf_counter()
-                val_loss = _validate(wrapped, val_components, collator, info, tcfg, loss_fn, groups, tok)
+                val_loss = _validate(wrapped, val_components, val_collator, info, tcfg, loss_fn, groups, tok)
                 timing["validation_seconds"] += time.perf_counter() - val_start
                 record = {"step": done, "split": "val", **val_loss}
                 if val_hook is not None:
@@ -576,6 +585,13 @@ def train(
         last_checkpoint,
         timing,
     )
+
+
+def _model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's keyword inputs from a collated batch: the token streams, plus the segment ids of
+    packed rows (block-diagonal attention) and the images of patch inputs when the batch has them."""
+    optional = [k for k in (*SEGMENT_KEYS, IMAGE_KEY) if k in batch]
+    return {k: batch[k] for k in (*MODEL_INPUT_KEYS, *optional)}
 
 
 def _flops_per_token(model_config: ModelConfig, window: dict[str, float], batch_size: int) -> float:
@@ -632,7 +648,7 @@ def _validate(wrapped, components, collator, info, tcfg, loss_fn, groups, tok) -
             keep = 0.0
         else:
             keep = 1.0
-        logits = model(**{k: batch[k] for k in MODEL_INPUT_KEYS})
+        logits = model(**_model_inputs(batch))
         out = loss_fn(logits, targets, batch["target_group"], num_groups)
         stats[0] += keep * float(out.ce) * out.num_tokens
         stats[1] += keep * out.num_tokens

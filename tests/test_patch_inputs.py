@@ -1,0 +1,308 @@
+"""Patch inputs end to end: a task with `input_repr: patches` puts a placeholder span in its input and
+the pixels beside it; the pretokenizer stores the pixels (no image VQ encoder); the collator stacks
+them in row-major order (padding, packing, mixed batches); condition dropout drops the images of
+dropped rows; a tiny `unio-train` run trains with them; generation takes them."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from tests.train_helpers import compose_train, tiny_overrides
+from unio.data.collate import Collator, CollatorConfig, collate_inputs
+from unio.data.pretokenize import DatasetEntry, PretokenizeConfig, cache_key, load_pretokenized, pretokenize
+from unio.data.sources.shapes import ShapesConfig, ShapesSource
+from unio.model.guidance import drop_condition, images_per_row
+from unio.model.patches import PatchStemConfig, placeholder_span
+from unio.model.transformer import ModelConfig, build_model
+from unio.pipeline import GenerationOptions, predict_examples
+from unio.sequence import ImageCodes, ImagePatches
+from unio.tasks import Tokenizers, encode_example, make_task
+from unio.tasks.bundle import _resize_rgb, tiny_grid_tokenizer
+from unio.tokenizers.coords import CoordTokenizer
+
+PATCH = {"input_repr": "patches", "input_size": 32, "patch_size": 8}  # a 4 x 4 grid
+STEM = PatchStemConfig(kind="linear", patch_size=8, image_size=32)
+IMAGE_TASKS = ("caption", "vqa", "classify", "detect", "ground", "region_caption", "refseg", "keypoints")
+
+
+@pytest.fixture(scope="module")
+def tok(text_tokenizer) -> Tokenizers:
+    return Tokenizers.create(
+        text_tokenizer,
+        CoordTokenizer(),
+        image=tiny_grid_tokenizer("image", 0),
+        mask=tiny_grid_tokenizer("mask", 0),
+    )
+
+
+@pytest.fixture(scope="module")
+def tok_no_image(text_tokenizer) -> Tokenizers:
+    """No image tokenizer at all: patch-input tasks must not need it."""
+    return Tokenizers.create(text_tokenizer, CoordTokenizer(), mask=tiny_grid_tokenizer("mask", 0))
+
+
+def records(n: int = 8, image_size: int = 48) -> list:
+    source = ShapesSource(ShapesConfig(num_records=n, image_size=image_size))
+    return [source[i] for i in range(n)]
+
+
+def first_example(task, tok, recs, train=False):
+    for record in recs:
+        example = task.build(record, random.Random(0), tok, train=train)
+        if example is not None:
+            return record, example
+    raise AssertionError(f"no record builds {task.name}")
+
+
+# ----------------------------------------------------------------------------- tasks
+@pytest.mark.parametrize("name", IMAGE_TASKS)
+def test_patch_task_builds_placeholder_span(name, tok, tok_no_image):
+    recs = records(16)
+    # keypoints need people; the shapes world draws some
+    record, example = first_example(make_task(name, **PATCH), tok_no_image, recs)
+    spans = [s for s in example.input if isinstance(s, ImagePatches)]
+    assert spans == [ImagePatches(4, 4)] and not any(isinstance(s, ImageCodes) for s in example.input)
+    assert example.image.dtype == np.uint8 and example.image.shape == (32, 32, 3)
+    np.testing.assert_array_equal(example.image, _resize_rgb(record.image, (32, 32)))
+    enc = encode_example(example, tok_no_image)
+    np.testing.assert_array_equal(enc.input_image, example.image)
+    # the span is exactly the model's contract (unio/model/patches.py placeholder_span)
+    span = placeholder_span(STEM)
+    image_id = tok.vocab.token_id("<image>")
+    slots = (enc.input.ids == image_id) & (enc.input.row >= 0)
+    assert int(slots.sum()) == STEM.num_patches == 16
+    for key, seq_key in (("modality", "modality"), ("row", "row"), ("col", "col")):
+        assert torch.equal(getattr(enc.input, seq_key)[slots], span[key]), key
+    assert torch.equal(enc.input.ids[slots], torch.full((16,), image_id))
+    # the same record with codes: same target and meta, VQ codes in the input
+    _, coded = first_example(make_task(name), tok, [record])
+    assert coded.target == example.target and coded.meta == example.meta and coded.image is None
+    assert encode_example(coded, tok).input_image is None
+
+
+def test_build_input_with_patches(tok_no_image):
+    image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    example = make_task("ground", **PATCH).build_input(tok_no_image, image=image, text="the red circle")
+    assert example.image.shape == (32, 32, 3) and example.meta["image_size"] == [30, 20]
+    assert example.input[-1] == ImagePatches(4, 4)
+
+
+def test_patch_options_are_checked():
+    with pytest.raises(ValueError, match="input_repr"):
+        make_task("classify", input_repr="pixels")
+    with pytest.raises(ValueError, match="not supported"):
+        make_task("text_to_image", input_repr="patches")
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        make_task("classify", input_repr="patches", input_size=30, patch_size=8)
+    assert make_task("refseg", **PATCH).vq_tokenizers() == ("mask",)
+    assert make_task("refseg").vq_tokenizers() == ("image", "mask")
+
+
+def test_cache_key_holds_patch_options_only_for_patches(tok):
+    entry, cfg = DatasetEntry(source={"kind": "shapes"}), PretokenizeConfig()
+    key = lambda **options: cache_key(make_task("classify", **options), tok, entry, cfg)  # noqa: E731
+    assert key() == key(input_size=128, patch_size=16)  # ignored for codes: old caches stay valid
+    patches = key(**PATCH)
+    assert patches != key() and patches != key(**{**PATCH, "input_size": 64})
+    assert patches != key(**{**PATCH, "patch_size": 16})
+    assert "image" not in patches["fingerprints"] and "image" in key()["fingerprints"]
+
+
+# ----------------------------------------------------------------------------- pretokenize
+def test_pretokenize_stores_pixels_and_hits(tmp_path, tok_no_image):
+    tasks = {"classify": PATCH, "refseg": PATCH, "ground": PATCH}
+    entry = DatasetEntry(source={"kind": "shapes"}, tasks=tasks, train=False)
+    cfg = PretokenizeConfig(cache_dir=str(tmp_path), data={"shapes": entry}, shard_size=4)
+    source = lambda: {"shapes": ShapesSource(ShapesConfig(num_records=6, image_size=48))}  # noqa: E731
+    # no image tokenizer in the bundle: the image VQ encoder cannot run (refseg still encodes masks)
+    first = pretokenize(cfg, tok_no_image, sources=source(), log=lambda _: None, progress=False)
+    assert {r.status for r in first.values()} == {"built"}
+    second = pretokenize(cfg, tok_no_image, sources=source(), log=lambda _: None, progress=False)
+    assert {r.status for r in second.values()} == {"hit"}
+    loaded = load_pretokenized(tmp_path, cfg.data, tok_no_image)
+    rows = loaded["shapes/classify"]
+    assert len(rows) == 6
+    recs = records(6)
+    task = make_task("classify", **PATCH)
+    for i, row in enumerate(rows):
+        expected = task.build(recs[i], random.Random(0), tok_no_image, train=False)
+        pixels = np.frombuffer(row["input_image"], dtype=np.uint8).reshape(row["input_image_shape"])
+        np.testing.assert_array_equal(pixels, expected.image)
+        assert row["input_ids"] == encode_example(expected, tok_no_image).input.ids.tolist()
+    assert "input_image" in loaded["shapes/refseg"].column_names
+
+
+def test_code_input_cache_has_no_pixel_columns(tmp_path, tok):
+    entry = DatasetEntry(source={"kind": "shapes"}, tasks={"classify": {}})
+    cfg = PretokenizeConfig(cache_dir=str(tmp_path), data={"shapes": entry}, shard_size=4)
+    src = {"shapes": ShapesSource(ShapesConfig(num_records=3, image_size=32))}
+    pretokenize(cfg, tok, sources=src, log=lambda _: None, progress=False)
+    assert "input_image" not in load_pretokenized(tmp_path, cfg.data, tok)["shapes/classify"].column_names
+
+
+# ----------------------------------------------------------------------------- collation
+def row(tok, name: str, record, patches: bool) -> dict:
+    task = make_task(name, **(PATCH if patches else {}))
+    enc = encode_example(task.build(record, random.Random(0), tok, train=False), tok)
+    out = {
+        f"{side}_{key}": getattr(getattr(enc, side), key).tolist()
+        for side in ("input", "target")
+        for key in ("ids", "modality", "row", "col")
+    }
+    if enc.input_image is not None:  # as the cache stores it
+        out["input_image"] = enc.input_image.tobytes()
+        out["input_image_shape"] = list(enc.input_image.shape)
+    return out
+
+
+def test_collator_mixed_batch_padding(tok):
+    recs = records(3)
+    examples = [row(tok, "classify", recs[0], True), row(tok, "classify", recs[1], False)]
+    examples.append(row(tok, "caption", recs[2], True))
+    batch = Collator(tok.vocab.bos_id)(examples)
+    images = batch["input_images"]
+    assert images.dtype == torch.uint8 and images.shape == (2, 3, 32, 32)
+    for got, record in zip(images, (recs[0], recs[2]), strict=True):
+        np.testing.assert_array_equal(got.permute(1, 2, 0).numpy(), _resize_rgb(record.image, (32, 32)))
+    assert images_per_row(batch, tok.vocab).tolist() == [1, 0, 1]
+    # the model fills the placeholders: shape checked there, logits finite
+    model = build_model(tiny_model_config(), tok.vocab)
+    assert torch.isfinite(model.forward_batch(batch)).all()
+    # no example with an image: no key
+    assert "input_images" not in Collator(tok.vocab.bos_id)([examples[1]])
+
+
+def test_collator_packing_keeps_row_major_order(tok):
+    recs = records(4)
+    names = ("classify", "classify", "vqa", "ground")  # distinct inputs, so each segment is identifiable
+    examples = [row(tok, names[i], recs[i], patches=i != 1) for i in range(4)]
+    assert len({tuple(ex["input_ids"]) for ex in examples}) == 4
+    config = CollatorConfig(pack=True, max_input_len=80, max_target_len=80)
+    batch = Collator(tok.vocab.bos_id, config=config)(examples)
+    assert batch["input_ids"].shape[0] < 4  # packed
+    per_row = images_per_row(batch, tok.vocab).tolist()
+    assert sum(per_row) == 3 and batch["input_images"].shape[0] == 3
+    # row-major: the images of the examples in the order the packed rows hold them
+    order = []
+    seg = batch["input_segment_ids"]
+    for r in range(seg.shape[0]):
+        for s in range(1, int(seg[r].max()) + 1):
+            ids = batch["input_ids"][r][seg[r] == s]
+            order.append(next(i for i, ex in enumerate(examples) if ex["input_ids"] == ids.tolist()))
+    expected = [i for i in order if i != 1]
+    for got, i in zip(batch["input_images"], expected, strict=True):
+        np.testing.assert_array_equal(got.permute(1, 2, 0).numpy(), _resize_rgb(recs[i].image, (32, 32)))
+    model = build_model(tiny_model_config(), tok.vocab)
+    assert torch.isfinite(model.forward_batch(batch)).all()
+
+
+def test_collate_inputs_with_images(tok):
+    recs = records(2)
+    task = make_task("classify", **PATCH)
+    examples = [task.build(r, random.Random(0), tok, train=False) for r in recs]
+    seqs = [tok.codec.encode(e.input) for e in examples]
+    batch = collate_inputs(seqs, images=[examples[0].image, None])
+    assert batch["input_images"].shape == (1, 3, 32, 32)
+    assert "input_images" not in collate_inputs(seqs)
+    with pytest.raises(ValueError, match="2 inputs"):
+        collate_inputs(seqs, images=[None])
+
+
+def test_drop_condition_drops_images_of_dropped_rows(tok):
+    recs = records(4)
+    examples = [row(tok, "classify", recs[i], patches=True) for i in range(4)]
+    batch = Collator(tok.vocab.bos_id)(examples)
+    gen = torch.Generator().manual_seed(1)  # drops rows 1 and 2 of 4
+    dropped = drop_condition(batch, 0.5, tok.vocab, generator=gen)
+    kept = images_per_row(dropped, tok.vocab)
+    assert kept.tolist() == [1, 0, 0, 1]
+    kept_rows = [0, 3]
+    assert torch.equal(dropped["input_images"], batch["input_images"][kept_rows])
+    model = build_model(tiny_model_config(), tok.vocab)
+    assert torch.isfinite(model.forward_batch(dropped)).all()
+    all_dropped = drop_condition(batch, 0.5, tok.vocab, generator=torch.Generator().manual_seed(3))
+    assert "input_images" not in all_dropped
+
+
+# ----------------------------------------------------------------------------- model, train, generate
+def tiny_model_config() -> ModelConfig:
+    return ModelConfig(
+        d_model=32, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=64, patch_stem=STEM
+    )
+
+
+def test_predict_examples_with_patch_model(tok):
+    torch.manual_seed(0)
+    model = build_model(tiny_model_config(), tok.vocab).eval()
+    task = make_task("classify", classes=("circle", "square"), **PATCH)
+    examples = [task.build_input(tok, image=r.image) for r in records(3)]
+    options = GenerationOptions(batch_size=2, max_new_tokens=8)
+    raw = predict_examples(model, tok, task, examples, options)
+    assert len(raw) == 3 and all(p.valid and p.prediction in ("circle", "square") for p in raw)
+    guided = predict_examples(model, tok, task, examples, GenerationOptions(batch_size=2, guidance_scale=2.0))
+    assert len(guided) == 3
+
+
+def test_tiny_train_with_patch_inputs(tmp_path):
+    from unio.pipeline import Pipeline
+    from unio.train.trainer import train
+
+    patch = [
+        f"+data.{split}.tasks.{name}.{key}={value}"
+        for split in ("shapes", "shapes_val")
+        for name in ("classify", "caption")
+        for key, value in PATCH.items()
+    ]
+    overrides = tiny_overrides(
+        tmp_path,
+        tmp_path / "cache",
+        *patch,
+        "trainer.max_steps=4",
+        "trainer.checkpoint_every=4",
+        "trainer.val_every=4",
+        "model.patch_stem={" + ", ".join(f"{k}: {v}" for k, v in asdict(STEM).items()) + "}",
+    )
+    cfg = compose_train(overrides)
+    assert cfg.model.patch_stem == STEM  # the command-line dict becomes a PatchStemConfig
+    result = train(cfg)
+    assert result.status == "completed" and result.steps == 4
+    assert math.isfinite(result.first_loss) and math.isfinite(result.last_loss)
+    pipe = Pipeline.from_pretrained(result.run_dir)
+    assert pipe.model.patch_stem is not None and pipe.task("classify").input_repr == "patches"
+    image = records(1)[0].image
+    out = pipe.classify(image)
+    assert out is not None
+
+
+def test_compare_inputs_smoke():
+    from unio.eval.compare_inputs import CompareConfig, compare_inputs
+    from unio.tasks.bundle import GridTokenizerConfig, TokenizersConfig
+
+    model = ModelConfig(d_model=32, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=64)
+    cfg = CompareConfig(
+        model=model,
+        tokenizers=TokenizersConfig(image=GridTokenizerConfig(tiny_seed=0)),
+        tasks=["classify", "ground"],
+        train_records=8,
+        eval_records=4,
+        image_size=32,
+        input_size=32,
+        stem_kind="linear",
+        steps=2,
+        batch_size=4,
+        threads=1,
+        max_eval_examples=4,
+    )
+    result = compare_inputs(cfg, log=lambda _: None)
+    assert list(result)[:3] == ["patches", "codes", "blind"]
+    for arm in ("patches", "codes", "blind"):
+        assert set(result[arm]) == {"classify", "ground"}
+        assert all(0.0 <= v <= 1.0 for v in result[arm].values())
+    assert result["image_dependence"]["blind"] == {"classify": 0.0, "ground": 0.0}  # blank images
+    assert result["image_dependence"]["codes"]["classify"] > 0  # swapping the image changes the output

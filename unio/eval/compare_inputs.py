@@ -1,0 +1,305 @@
+"""The controlled input comparison of issue #12: does the model see through patch inputs, code inputs,
+or neither?
+
+Three arms train the same model (preset, seed, data, steps, batch, optimiser) on one multitask mixture
+of shapes-world scenes (classify, vqa, ground by default) and are evaluated on held-out scenes:
+
+    patches   the input image as pixels through the model's patch stem (``input_repr: patches``)
+    codes     the input image as VQ codes of the configured image tokenizer (``input_repr: codes``)
+    blind     the patches arm with every input image replaced by a blank one: the answer prior, the
+              floor a model that sees must beat
+
+Only the input representation differs: the arms share the text/coordinate tokenizers and vocabulary,
+the examples (prompts, items, targets: the same records built with the same seeds), the batch order
+(each step draws the same example indices) and the init of every shared weight (the patch stem is
+built after the rest of the model, unio/model/transformer.py). The codes arm has no stem, so its
+parameter count is the stem's smaller.
+
+Metrics on the held-out scenes (constrained decoding with each task's grammar, greedy): classify =
+accuracy, vqa = exact match with the reference answer, ground = fraction of boxes with IoU >= 0.5.
+**Image dependence** per task: the mean total variation between the model's teacher-forced next-token
+distributions on the target given the scene's own image and given another scene's image (the next
+held-out scene's); 0 means the output ignores the image.
+
+The training loop is deliberately small (AdamW, linear warm-up then constant, token-mean cross
+entropy): the point is the comparison, not the recipe; `unio-train` is the real trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from unio.data.collate import IGNORE_INDEX, Collator
+from unio.data.sources.shapes import ShapesConfig, ShapesSource
+from unio.eval.dense import box_iou
+from unio.model.patches import PatchStemConfig
+from unio.model.transformer import IMAGE_KEY, MODEL_INPUT_KEYS, ModelConfig, UnifiedTransformer, build_model
+from unio.pipeline import GenerationOptions, predict_examples
+from unio.tasks import Example, Tokenizers, encode_example, make_task
+from unio.tasks.bundle import TokenizersConfig
+
+ARMS = ("patches", "codes", "blind")
+TASK_OPTIONS: dict[str, dict[str, Any]] = {
+    "classify": {"classes": ["circle", "square", "triangle", "diamond", "star", "person"]},
+    "vqa": {},
+    "ground": {},
+}
+
+
+@dataclass
+class CompareConfig:
+    """Options of `compare_inputs` (conf/compare_inputs.yaml; `model` is a conf/model preset)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizers: TokenizersConfig = field(default_factory=TokenizersConfig)
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    tasks: list[str] = field(default_factory=lambda: list(TASK_OPTIONS))
+    train_records: int = 4000  # shapes-world training scenes (split train)
+    eval_records: int = 200  # held-out scenes (split val)
+    image_size: int = 64  # scene size in pixels
+    input_size: int = 64  # patch inputs: pixels per side (= the stem's image_size)
+    patch_size: int = 8
+    stem_kind: str = "conv"  # linear | conv (unio/model/patches.py)
+    stem_position: str = "sine"  # none | learned | sine
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    seed: int = 0
+    threads: int = 2
+    eval_batch_size: int = 50
+    max_eval_examples: int | None = None  # per task (None = every item of the held-out scenes)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.arms) - set(ARMS)) + sorted(set(self.tasks) - set(TASK_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"compare_inputs: unknown arms/tasks {unknown}; arms {ARMS}, tasks {list(TASK_OPTIONS)}"
+            )
+        for name in ("train_records", "eval_records", "steps", "batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"compare_inputs: {name} must be positive, got {getattr(self, name)}")
+
+
+def _with_codes(records: list, tok: Tokenizers) -> list:
+    """The records with their image codes precomputed in one batched pass (as the pretokenizer does)."""
+    codes = tok.encode_images([r.image for r in records])
+    return [r.replace(meta={**r.meta, "image_codes": c}) for r, c in zip(records, codes, strict=True)]
+
+
+def _swap_images(records: list) -> list:
+    """Each record with the next record's image (and its codes, when precomputed)."""
+    out = []
+    for i, record in enumerate(records):
+        other = records[(i + 1) % len(records)]
+        meta = {**record.meta}
+        if "image_codes" in other.meta:
+            meta["image_codes"] = other.meta["image_codes"]
+        out.append(record.replace(image=other.image, meta=meta))
+    return out
+
+
+def _blank(record: Any) -> Any:
+    return record.replace(image=np.zeros_like(record.image)) if record.image is not None else record
+
+
+def _task(name: str, arm: str, cfg: CompareConfig):
+    options = dict(TASK_OPTIONS[name])
+    if arm != "codes":
+        options.update(input_repr="patches", input_size=cfg.input_size, patch_size=cfg.patch_size)
+    return make_task(name, **options)
+
+
+def _model(arm: str, cfg: CompareConfig, tok: Tokenizers) -> UnifiedTransformer:
+    stem = None
+    if arm != "codes":
+        stem = PatchStemConfig(
+            kind=cfg.stem_kind,
+            patch_size=cfg.patch_size,
+            image_size=cfg.input_size,
+            position=cfg.stem_position,
+        )
+    torch.manual_seed(cfg.seed)
+    return build_model(replace(cfg.model, patch_stem=stem), tok.vocab)
+
+
+def _examples(arm: str, cfg: CompareConfig, tok: Tokenizers, records: list, train: bool) -> dict[str, list]:
+    """Per task, the examples of `records` (training: one per record with the training prompts and a
+    seeded choice of item; evaluation: every item with the eval prompt). Same records, same seeds in
+    every arm, so only the image input differs."""
+    out = {}
+    for name in cfg.tasks:
+        task = _task(name, arm, cfg)
+        examples = []
+        for index, record in enumerate(records):
+            view = _blank(record) if arm == "blind" else record
+            if train:
+                example = task.build(view, random.Random(f"{cfg.seed}/{name}/{index}"), tok, train=True)
+                examples += [example] if example is not None else []
+            else:
+                examples += task.eval_examples(view, tok)
+        out[name] = examples[: cfg.max_eval_examples] if not train and cfg.max_eval_examples else examples
+    return out
+
+
+def _row(example: Example, tok: Tokenizers) -> dict[str, Any]:
+    enc = encode_example(example, tok)
+    row = {
+        f"{side}_{key}": getattr(getattr(enc, side), key).tolist()
+        for side in ("input", "target")
+        for key in ("ids", "modality", "row", "col")
+    }
+    row["target_loss"] = enc.target_loss.tolist()
+    if enc.input_image is not None:
+        row["input_image"] = enc.input_image
+    return row
+
+
+def _forward(model: UnifiedTransformer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    images = {IMAGE_KEY: batch[IMAGE_KEY]} if IMAGE_KEY in batch else {}
+    return model(**{k: batch[k] for k in MODEL_INPUT_KEYS}, **images)
+
+
+def train_arm(
+    arm: str, cfg: CompareConfig, tok: Tokenizers, pool: list[dict[str, Any]], log: Callable[[str], None]
+) -> UnifiedTransformer:
+    """Train one arm's model on `pool` (encoded rows, all tasks): step s uses the same indices in
+    every arm."""
+    model = _model(arm, cfg, tok)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    other = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    collate = Collator(tok.vocab.bos_id)
+    order = np.random.default_rng(cfg.seed)
+    start = time.perf_counter()
+    for step in range(1, cfg.steps + 1):
+        index = order.integers(0, len(pool), cfg.batch_size)
+        batch = collate([pool[i] for i in index])
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * min(1.0, step / max(1, cfg.warmup_steps))
+        logits = _forward(model, batch)
+        loss = F.cross_entropy(
+            logits.flatten(0, 1).float(), batch["targets"].flatten(), ignore_index=IGNORE_INDEX
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"compare_inputs: {arm} loss is {value} at step {step}")
+        if step == 1 or step % max(1, cfg.steps // 10) == 0 or step == cfg.steps:
+            log(f"{arm} step {step}/{cfg.steps} loss {value:.4f} ({time.perf_counter() - start:.0f} s)")
+    return model.eval()
+
+
+def score(name: str, prediction: Any, meta: dict[str, Any]) -> float:
+    """1.0 when the prediction is right: classify label, vqa answer, ground IoU >= 0.5."""
+    if name == "classify":
+        return float(prediction == meta["label"])
+    if name == "vqa":
+        return float(
+            isinstance(prediction, str) and prediction.strip().lower() in [a.lower() for a in meta["answers"]]
+        )
+    if name == "ground":
+        return float(prediction is not None and box_iou(prediction, meta["box"]) >= 0.5)
+    raise ValueError(f"compare_inputs: no score for task {name!r}")
+
+
+@torch.no_grad()
+def image_dependence(
+    model: UnifiedTransformer, tok: Tokenizers, own: list[Example], swapped: list[Example], batch_size: int
+) -> float:
+    """Mean total variation between the teacher-forced next-token distributions over the targets of
+    `own` and of `swapped` (the same examples with another scene's image)."""
+    collate = Collator(tok.vocab.bos_id)
+    total, count = 0.0, 0
+    for start in range(0, len(own), batch_size):
+        a = collate([_row(e, tok) for e in own[start : start + batch_size]])
+        b = collate([_row(e, tok) for e in swapped[start : start + batch_size]])
+        p, q = _forward(model, a).float().softmax(-1), _forward(model, b).float().softmax(-1)
+        if p.shape != q.shape:  # inputs of other lengths pad differently; compare on the shared targets
+            raise ValueError("compare_inputs: swapped examples must have the same targets")
+        real = a["targets"] != IGNORE_INDEX
+        tv = 0.5 * (p - q).abs().sum(-1)
+        total += float(tv[real].sum())
+        count += int(real.sum())
+    return total / max(count, 1)
+
+
+def evaluate_arm(
+    arm: str,
+    model: UnifiedTransformer,
+    cfg: CompareConfig,
+    tok: Tokenizers,
+    records: list,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(metric per task, image dependence per task) on the held-out `records`."""
+    if arm == "codes":
+        records = _with_codes(records, tok)
+    own = _examples(arm, cfg, tok, records, train=False)
+    # another scene's image: the next record's, with this record's objects, questions and targets
+    other = _examples(arm, cfg, tok, _swap_images(records), train=False)
+    metrics, dependence = {}, {}
+    options = GenerationOptions(batch_size=cfg.eval_batch_size, max_new_tokens=32)
+    for name in cfg.tasks:
+        task = _task(name, arm, cfg)
+        raw = predict_examples(model, tok, task, own[name], options)
+        scores = [score(name, r.prediction, e.meta) for r, e in zip(raw, own[name], strict=True)]
+        metrics[name] = round(float(np.mean(scores)) if scores else 0.0, 4)
+        dependence[name] = round(image_dependence(model, tok, own[name], other[name], cfg.eval_batch_size), 4)
+    return metrics, dependence
+
+
+def compare_inputs(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train and evaluate every arm; returns ``{arm: {task: metric}, "image_dependence": {arm: {task:
+    tv}}, "seconds": {arm: s}, "config": {...}}``."""
+    torch.set_num_threads(cfg.threads)
+    tok = Tokenizers.from_config(cfg.tokenizers)
+    shapes = dict(image_size=cfg.image_size, seed=cfg.seed)
+    train_source = ShapesSource(ShapesConfig(num_records=cfg.train_records, split="train", **shapes))
+    eval_source = ShapesSource(ShapesConfig(num_records=cfg.eval_records, split="val", **shapes))
+    train_records = [train_source[i] for i in range(len(train_source))]
+    eval_records = [eval_source[i] for i in range(len(eval_source))]
+    result: dict[str, Any] = {arm: {} for arm in cfg.arms}  # arms first: the JSON line reads left to right
+    result.update(image_dependence={}, seconds={})
+    for arm in cfg.arms:
+        begin = time.perf_counter()
+        records = _with_codes(train_records, tok) if arm == "codes" else train_records
+        per_task = _examples(arm, cfg, tok, records, train=True)
+        pool = [_row(e, tok) for name in cfg.tasks for e in per_task[name]]
+        log(
+            f"{arm}: {len(pool)} training examples ({', '.join(f'{k} {len(v)}' for k, v in per_task.items())})"
+        )
+        model = train_arm(arm, cfg, tok, pool, log)
+        result[arm], result["image_dependence"][arm] = evaluate_arm(arm, model, cfg, tok, eval_records)
+        result["seconds"][arm] = round(time.perf_counter() - begin, 1)
+        log(
+            f"{arm}: {json.dumps(result[arm])} image dependence {json.dumps(result['image_dependence'][arm])}"
+        )
+    result["config"] = {
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
+        "train_records": cfg.train_records,
+        "eval_records": cfg.eval_records,
+        "tasks": list(cfg.tasks),
+        "stem": f"{cfg.stem_kind}/{cfg.patch_size}px/{cfg.stem_position}",
+        "seed": cfg.seed,
+    }
+    return result
