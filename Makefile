@@ -49,7 +49,7 @@ bench-tokenizers: install  ## issue-3 acceptance runs on ../shared/data (about 2
 demo: install  ## the end-to-end demo on built-in data (no downloads, CPU)
 	$(BIN)/unio-demo
 
-train: install  ## the main job on the embedded default: tiny model, built-in shapes world, CPU, about ten minutes
+train: install  ## the main job on the embedded default: tiny model, built-in shapes world, CPU, a few minutes
 	$(BIN)/unio-train trainer.max_steps=200 run_dir=runs/quickstart
 
 clean:
