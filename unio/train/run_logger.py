@@ -140,6 +140,10 @@ def plot_loss_curve(metrics_path: Path, out_path: Path) -> Path | None:
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
