@@ -314,7 +314,7 @@ def test_eval_entry_point_one_line_error(tmp_path):
 # ------------------------------------------------------------------------------ slow: real data, browser
 @pytest.mark.slow
 @pytest.mark.data
-@pytest.mark.parametrize("data", ["coco", "audio", "mnist"])
+@pytest.mark.parametrize("data", ["coco", "audio", "mnist", "raccoon"])
 def test_eval_on_real_data(run_dir, tmp_path, data_dir, data):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
