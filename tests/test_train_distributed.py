@@ -78,3 +78,16 @@ def test_two_processes_match_one(single_run, strategy):
 
     model, _ = load_model(find_latest(tmp / strategy))
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_resume_a_single_process_checkpoint_on_two_processes(single_run):
+    """A checkpoint of a 1-process run resumed by 2 DDP processes continues the same global data
+    stream (Mixture.seek) and optimizer state: steps 11-20 have the single run's losses."""
+    tmp, expected = single_run
+    checkpoint = tmp / "single" / "checkpoints" / "step-0000010"
+    overrides = _overrides(tmp, "resumed", "dist=ddp", f"resume={checkpoint}")
+    mp.start_processes(_worker, args=(2, _free_port(), overrides), nprocs=2, join=True, start_method="spawn")
+    found = train_losses(tmp / "resumed")
+    assert sorted(found) == list(range(11, STEPS + 1))
+    for step in found:
+        assert found[step] == pytest.approx(expected[step], rel=1e-4), step
