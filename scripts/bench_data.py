@@ -33,7 +33,8 @@ from unio.data.mixture import Mixture, MixtureConfig
 from unio.data.pretokenize import DatasetEntry, PretokenizeConfig, load_pretokenized, pretokenize
 from unio.data.sources.shapes import ShapesConfig, ShapesSource
 from unio.model.loss import SequenceLoss
-from unio.model.transformer import ModelConfig, UnifiedTransformer
+from unio.model.presets import load_model_preset
+from unio.model.transformer import ModelConfig, build_model
 from unio.tasks.bundle import GridTokenizerConfig, Tokenizers, TokenizersConfig
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -60,15 +61,6 @@ class BenchDataConfig:
 ConfigStore.instance().store(name="bench_data_schema", node=BenchDataConfig)
 
 
-def load_model_config(preset: str, vocab_size: int) -> ModelConfig:
-    path = Path(preset) if preset.endswith(".yaml") else CONF_DIR / "model" / f"{preset}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"model preset {preset!r} not found: {path}")
-    values = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    values = {k: v for k, v in values.items() if not str(k).startswith("_")}
-    return ModelConfig(**{**values, "vocab_size": vocab_size})
-
-
 def loader_rate(loader_iter, batches: int, batch_size: int) -> tuple[float, list[dict]]:
     next(loader_iter)  # first batch pays for opening the Arrow files
     start = time.perf_counter()
@@ -77,8 +69,8 @@ def loader_rate(loader_iter, batches: int, batch_size: int) -> tuple[float, list
 
 
 def train_rate(cfg: BenchDataConfig, tok: Tokenizers, batches: list[dict]) -> tuple[float, ModelConfig]:
-    model_cfg = load_model_config(cfg.model_preset, tok.vocab.size)
-    model = UnifiedTransformer(model_cfg)
+    model = build_model(load_model_preset(cfg.model_preset), tok.vocab)
+    model_cfg = model.config
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = SequenceLoss(tok.vocab)
 
