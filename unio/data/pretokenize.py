@@ -299,7 +299,7 @@ def _build_shard(dataset: str, shard: int, task_names: list[str]) -> dict[str, A
                 view = transform(record, rng)
                 view = view.replace(meta=dict(view.meta))  # its own meta: it holds this view's codes
             views.append((index, repeat, view))
-    _encode_views([v for _, _, v in views], {u for task in tasks.values() for u in task.vq_tokenizers()}, tok)
+    encode_views([v for _, _, v in views], {u for task in tasks.values() for u in task.vq_tokenizers()}, tok)
     counts = {}
     for name, task in tasks.items():
         features = task_features(task)
@@ -349,9 +349,10 @@ def _pixels(image: Any, task: str, record_id: str) -> np.ndarray:
     return pixels
 
 
-def _encode_views(views: list, uses: set[str], tok: Tokenizers) -> None:
+def encode_views(views: list, uses: set[str], tok: Tokenizers) -> None:
     """Run the VQ encoders the tasks need over all views in batches; codes go into `view.meta` where
-    `Tokenizers.image_codes` / `mask_codes` / `audio_codes` find them."""
+    `Tokenizers.image_codes` / `mask_codes` / `audio_codes` find them. Used by the pretokenizer and by
+    evaluation (unio/eval/evaluate.py), so both see the same codes."""
     unique = list({id(v): v for v in views}.values())
     if "image" in uses:
         with_image = [v for v in unique if v.image is not None]

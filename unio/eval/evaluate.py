@@ -55,7 +55,7 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from unio.atomic import atomic_write_text
-from unio.data.pretokenize import DatasetEntry, build_transforms
+from unio.data.pretokenize import DatasetEntry, build_transforms, encode_views
 from unio.eval.gallery import GalleryItem, write_gallery
 from unio.eval.metrics import HEADLINE, LOWER_IS_BETTER, METRICS
 from unio.model.checkpoint import TOKENIZERS, load_model, read_tokenizer_fingerprints, resolve_checkpoint
@@ -203,27 +203,6 @@ def select_tasks(entries: dict[str, DatasetEntry], names: list[str] | None) -> d
 
 
 RECORD_CHUNK = 32  # records loaded, transformed and VQ-encoded together
-
-
-def encode_views(views: list, uses: set[str], tok: Tokenizers) -> None:
-    """Batch-encode the images, masks and audio the tasks need into `view.meta` (where
-    `Tokenizers.image_codes` / `mask_codes` / `audio_codes` find them), as the pretokenizer does."""
-    if "image" in uses:
-        with_image = [v for v in views if v.image is not None]
-        if with_image:
-            for view, codes in zip(with_image, tok.encode_images([v.image for v in with_image])):
-                view.meta["image_codes"] = codes
-    if "mask" in uses:
-        masks = [(v, i, o.mask) for v in views for i, o in enumerate(v.objects) if o.mask is not None]
-        for view, _, _ in masks:
-            view.meta["mask_codes"] = [None] * len(view.objects)
-        if masks:
-            for (view, i, _), codes in zip(masks, tok.encode_masks([m for _, _, m in masks])):
-                view.meta["mask_codes"][i] = codes
-    if "audio" in uses:
-        for view in views:
-            if view.audio is not None:
-                view.meta["audio_codes"] = tok.encode_audio(view.audio, view.sample_rate)
 
 
 def collect_examples(
