@@ -93,14 +93,23 @@ def _timed_pairs(fns: dict[str, Callable[[], object]], repeats: int, warmup: int
     return timings
 
 
-def matmul_peak_flops(size: int = 2048, repeats: int = 8) -> float:
-    """Best observed fp32 matmul FLOP/s (the denominator of MFU on this machine)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak_flops(
+    size: int = 2048,
+    repeats: int = 8,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> float:
+    """Best observed matmul FLOP/s on `device` in `dtype` (the denominator of MFU on this machine)."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     a @ b
     best = 0.0
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         a @ b
+        sync()
         best = max(best, 2 * size**3 / (time.perf_counter() - start))
     return best
 

@@ -27,6 +27,7 @@ import torch
 from unio.data.collate import Collator, CollatorConfig
 from unio.data.mixture import Mixture
 from unio.data.pretokenize import DatasetEntry, load_pretokenized
+from unio.model.benchmark import matmul_peak_flops
 from unio.model.loss import SequenceLoss
 from unio.model.presets import load_model_preset
 from unio.model.transformer import MODEL_INPUT_KEYS, build_model
@@ -119,16 +120,6 @@ def _bare_rate(train_cfg: TrainConfig, tok: Tokenizers, steps: int) -> tuple[flo
     return (inputs + targets) / (time.perf_counter() - start), inputs / examples, targets / examples
 
 
-def _peak_flops() -> float:
-    size, best = 1024, 0.0
-    a = torch.randn(size, size)
-    for _ in range(6):
-        start = time.perf_counter()
-        a @ a
-        best = max(best, 2 * size**3 / (time.perf_counter() - start))
-    return best
-
-
 def run_benchmark(cfg: BenchTrainConfig, log=print) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -159,7 +150,7 @@ def run_benchmark(cfg: BenchTrainConfig, log=print) -> dict[str, Any]:
             )
     model_cfg = build_model(train_cfg.model, tok.vocab).config
     flops_per_token = model_cfg.train_flops_per_token(round(input_len), round(target_len))
-    peak = _peak_flops()
+    peak = matmul_peak_flops(1024, repeats=6)
     trainer_rate, bare_rate = statistics.median(trainer_rates), statistics.median(bare_rates)
     return {
         "model": cfg.model_preset,

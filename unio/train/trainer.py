@@ -50,6 +50,7 @@ from unio.atomic import atomic_write_text
 from unio.data.collate import IGNORE_INDEX, Collator, CollatorConfig
 from unio.data.mixture import Mixture, MixtureConfig
 from unio.data.pretokenize import PretokenizeConfig, load_pretokenized, pretokenize
+from unio.model.benchmark import matmul_peak_flops
 from unio.model.checkpoint import TOKENIZERS, load_tokenizers, save_tokenizers
 from unio.model.guidance import drop_condition
 from unio.model.loss import LossConfig, SequenceLoss
@@ -282,20 +283,6 @@ def _data(cfg: TrainConfig, tok: Tokenizers, info: DistInfo) -> tuple[dict, dict
     )
 
 
-def _peak_flops(device: torch.device, dtype: torch.dtype) -> float:
-    """Best observed dense matmul FLOP/s on this device (MFU's denominator when not configured)."""
-    size = 2048 if device.type == "cuda" else 1024
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    best = 0.0
-    for _ in range(4):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        (a @ a).sum().item()
-        best = max(best, 2 * size**3 / (time.perf_counter() - start))
-    return best
-
-
 # --------------------------------------------------------------------------------------- training
 def train(
     cfg: TrainConfig,
@@ -370,7 +357,12 @@ def train(
     if info.is_main:
         atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(config_dict))
     logger = RunLogger(cfg.logger, run_dir, config_dict, info.is_main, resume_step=state["step"])
-    peak = tcfg.peak_flops or _peak_flops(info.device, torch.bfloat16 if bf16 else torch.float32)
+    if not tcfg.peak_flops:  # MFU's denominator: the best dense matmul of this device and dtype
+        size = 2048 if info.device.type == "cuda" else 1024
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        peak = matmul_peak_flops(size, repeats=4, device=info.device, dtype=dtype)
+    else:
+        peak = tcfg.peak_flops
     print0(
         f"training {model_config.num_parameters() / 1e6:.2f}M parameters on {info.world_size} x "
         f"{info.device.type}, {len(train_components)} training components, run dir {run_dir}"
