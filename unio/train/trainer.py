@@ -438,12 +438,10 @@ def train(
                     with autocast:
                         logits = wrapped.train_model(**_model_inputs(batch))
                     out = loss_fn(logits, batch["targets"], batch["target_group"], num_groups)
-                    scaled = out.loss * (out.num_tokens * info.world_size / global_tokens)
-                    if step in tcfg.fault.nan_at_steps:
-                        scaled = scaled * float("nan")
-                    scaled.backward()
+                    fault = math.nan if step in tcfg.fault.nan_at_steps else 1.0  # tests: inject a NaN
+                    (out.loss * (fault * out.num_tokens * info.world_size / global_tokens)).backward()
                 real = float(batch["input_mask"].sum() + batch["decoder_mask"].sum())
-                ce_sum = out.ce * out.num_tokens if step not in tcfg.fault.nan_at_steps else out.ce * math.nan
+                ce_sum = out.ce * (fault * out.num_tokens)
                 stats[:4] += torch.stack(
                     [ce_sum, torch.tensor(float(out.num_tokens)), torch.tensor(real), torch.tensor(0.0)]
                 ).to(info.device)
