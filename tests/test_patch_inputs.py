@@ -266,7 +266,9 @@ def test_tiny_train_with_patch_inputs(tmp_path):
         "trainer.max_steps=4",
         "trainer.checkpoint_every=4",
         "trainer.val_every=4",
-        "model.patch_stem={" + ", ".join(f"{k}: {v}" for k, v in asdict(STEM).items()) + "}",
+        "model.patch_stem={"
+        + ", ".join(f"{k}: {'null' if v is None else v}" for k, v in asdict(STEM).items())
+        + "}",
     )
     cfg = compose_train(overrides)
     assert cfg.model.patch_stem == STEM  # the command-line dict becomes a PatchStemConfig

@@ -273,7 +273,8 @@ def predict_examples(
     for start in range(0, len(order), options.batch_size):
         index = order[start : start + options.batch_size]
         images = [getattr(examples[i], "image", None) for i in index]  # patch inputs: the pixels
-        collated = collate_inputs([sequences[i] for i in index], images=images)
+        audio = [getattr(examples[i], "audio", None) for i in index]  # and the spectrograms
+        collated = collate_inputs([sequences[i] for i in index], images=images, audio=audio)
         batch = {k: v.to(device) for k, v in collated.items()}
         uncond = None
         if options.guidance_scale != 1.0:

@@ -92,6 +92,7 @@ class ProbeConfig:
     stem_position: str = "sine"  # PatchStemConfig.position: none | learned | sine
     patch_size: int = 8  # 4x4 = 16 patches at 32 px: as many input tokens as the tiny VQ tokenizer's codes
     conv_width: int = 32
+    stem_norm: bool = True  # PatchStemConfig.feature_norm
     image_size: int = 32  # pixels per side of the generated images
     coord_bins: int = 32  # box probe: coordinate bins over the image side
     text_vocab_size: int = 1000  # built-in SentencePiece tokenizer
@@ -128,6 +129,7 @@ class ProbeConfig:
             image_size=self.image_size,
             position=self.stem_position,
             conv_width=self.conv_width,
+            feature_norm=self.stem_norm,
         )
 
     def front_end(self) -> str:
@@ -135,7 +137,8 @@ class ProbeConfig:
             return "text"
         if self.input_repr == "codes":
             return "codes"
-        return f"{self.stem_kind}/{self.stem_position}/p{self.patch_size}"
+        norm = "" if self.stem_norm else "/no-norm"
+        return f"{self.stem_kind}/{self.stem_position}/p{self.patch_size}{norm}"
 
 
 @dataclass

@@ -7,6 +7,7 @@ A sequence is a list of typed segments. Token grammar (docs/sequence_format.md h
     Points      <point> (x y <visible> | x y <occluded> | <absent>)* </point>
     ImageCodes  <image> H*W image codes, row-major </image>           (MaskCodes, AudioCodes alike)
     ImagePatches  rows*cols <image> placeholder tokens (encoder input only: the pixels travel beside)
+    AudioPatches  rows*cols <audio> placeholder tokens (encoder input only: the spectrogram travels beside)
     Special     one special token: <bos>, a target prefix <to_*>, <sep>, a sentinel <extra_id_i>
     targets end with <eos>
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -128,26 +130,43 @@ GRID_TYPES: dict[str, type[_Grid]] = {"image": ImageCodes, "mask": MaskCodes, "a
 
 
 @dataclass(frozen=True)
-class ImagePatches:
-    """Placeholder span of a continuous image input (a patch stem's input, unio/model/patches.py): the
-    image as ``rows * cols`` patches. Encodes to that many ``<image>`` tokens (the bracket id, no
-    closing bracket), modality ``image``, (row, col) = the patch's grid position, row-major. A bracket
-    has row -1, so a placeholder is ``id == <image> and row >= 0``. The pixels are not in the ids: they
-    travel beside them (`unio.tasks.Example.image`, the batch's ``input_images``). Encoder input only:
-    `decode` never produces it (a target never holds one)."""
+class _Patches:
+    """Placeholder span of a continuous input (a patch stem's input, unio/model/patches.py): ``rows *
+    cols`` patches. Encodes to that many tokens with the modality's opening bracket id (no closing
+    bracket), modality `modality`, (row, col) = the patch's grid position, row-major. A bracket has row
+    -1, so a placeholder is ``id == bracket and row >= 0``. The values are not in the ids: they travel
+    beside them. Encoder input only: `decode` never produces it (a target never holds one)."""
 
     rows: int
     cols: int
+    modality: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"ImagePatches: {name} must be a positive integer, got {value!r}")
+                raise ValueError(f"{type(self).__name__}: {name} must be a positive integer, got {value!r}")
 
     @property
     def num_tokens(self) -> int:
         return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class ImagePatches(_Patches):
+    """An image as ``rows * cols`` ``<image>`` placeholders (`_Patches`); the pixels travel beside
+    (`unio.tasks.Example.image`, the batch's ``input_images``)."""
+
+    modality: ClassVar[str] = "image"
+
+
+@dataclass(frozen=True)
+class AudioPatches(_Patches):
+    """A log-mel spectrogram ``[mels, frames]`` as ``rows * cols`` ``<audio>`` placeholders (`_Patches`;
+    rows over mel bands, cols over time); the spectrogram travels beside (`unio.tasks.Example.audio`,
+    the batch's ``input_audio``)."""
+
+    modality: ClassVar[str] = "audio"
 
 
 @dataclass(frozen=True)
@@ -157,7 +176,7 @@ class Special:
     token: str
 
 
-Segment = Text | Boxes | Points | ImageCodes | MaskCodes | AudioCodes | ImagePatches | Special
+Segment = Text | Boxes | Points | ImageCodes | MaskCodes | AudioCodes | ImagePatches | AudioPatches | Special
 
 
 # --------------------------------------------------------------------------------------- results
@@ -304,10 +323,10 @@ class SequenceCodec:
                 emit([self._open[m]], mod)
                 emit(codes, mod, [i // w for i in range(h * w)], [i % w for i in range(h * w)])
                 emit([self._close[m]], mod)
-            elif isinstance(seg, ImagePatches):
+            elif isinstance(seg, _Patches):
                 n, cols = seg.num_tokens, seg.cols
                 rows_, cols_ = [i // cols for i in range(n)], [i % cols for i in range(n)]
-                emit([self._open["image"]] * n, MODALITIES.index("image"), rows_, cols_)
+                emit([self._open[seg.modality]] * n, MODALITIES.index(seg.modality), rows_, cols_)
             elif isinstance(seg, Special):
                 tid = v.token_id(seg.token)
                 if tid not in self._free_specials:

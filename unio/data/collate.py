@@ -20,7 +20,10 @@ carries its pixels as `input_image`: an HxWx3 uint8 array, or the pretokenized c
 `input_image_shape`. The batch then has `input_images` [n_images, 3, H, W] uint8: the images of the
 examples in row-major order (row 0's examples left to right, then row 1's, ..., also when packed), which
 is the order in which the model fills the placeholder spans. The key is absent when no example of the
-batch has an image; all images of a batch must have the same size.
+batch has an image; all images of a batch must have the same size. Audio patch inputs (`AudioPatches`)
+alike: `input_audio` is a mels x frames float16 log-mel spectrogram in [0, 1] (or the cache's bytes
+plus `input_audio_shape`), and the batch's `input_audio` is [n_clips, 1, mels, frames] float16, in
+the same row-major order; a batch may hold both, either or neither.
 
 Packing (`pack=True`) puts several short examples into one row, first-fit in batch order, as long as
 both the input and the target part fit `max_input_len` / `max_target_len`. Positions restart at 0 for
@@ -42,6 +45,7 @@ from unio.vocab import MODALITIES
 
 IGNORE_INDEX = -100
 IMAGE_KEY = "input_images"  # = unio.model.transformer.IMAGE_KEY (collation sits below the model layer)
+AUDIO_KEY = "input_audio"  # = unio.model.transformer.AUDIO_KEY
 TEXT_MODALITY = MODALITIES.index("text")  # the decoder's leading <bos> is a text-modality token
 INPUT_FIELDS = ("ids", "modality", "row", "col")
 
@@ -77,11 +81,17 @@ class Collator:
         items = [self._prepare(ex, i) for i, ex in enumerate(examples)]
         rows = self._pack(items) if self.config.pack else [[item] for item in items]
         images = [ex_image for row in rows for item in row if (ex_image := item.get(IMAGE_KEY)) is not None]
+        audio = [clip for row in rows for item in row if (clip := item.get(AUDIO_KEY)) is not None]
         batch = self._pad(
-            [[{k: v for k, v in item.items() if k != IMAGE_KEY} for item in row] for row in rows]
+            [
+                [{k: v for k, v in item.items() if k not in (IMAGE_KEY, AUDIO_KEY)} for item in row]
+                for row in rows
+            ]
         )
         if images:
             batch[IMAGE_KEY] = stack_images(images, "collator")
+        if audio:
+            batch[AUDIO_KEY] = stack_audio(audio, "collator")
         return batch
 
     # ----------------------------------------------------------------------------- steps
@@ -123,6 +133,9 @@ class Collator:
         image = example_image(example, f"collator: example {index}")
         if image is not None:
             out[IMAGE_KEY] = image
+        audio = example_audio(example, f"collator: example {index}")
+        if audio is not None:
+            out[AUDIO_KEY] = audio
         if self.config.groups is not None:
             component = example.get("component")
             if component not in self._group_index:
@@ -220,22 +233,56 @@ def stack_images(images: Sequence[np.ndarray], where: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.stack(images)))
 
 
+def example_audio(example: Mapping[str, Any], where: str) -> np.ndarray | None:
+    """The example's input spectrogram as a 1 x mels x frames float16 array, or None when it has none
+    (module docstring)."""
+    value = example.get("input_audio")
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        shape = example.get("input_audio_shape")
+        if shape is None:
+            raise KeyError(f"{where}: input_audio is bytes but input_audio_shape is missing")
+        spectrogram = np.frombuffer(value, dtype=np.float16).reshape([int(s) for s in shape])
+    else:
+        spectrogram = np.asarray(value)
+        if spectrogram.dtype != np.float16:
+            raise ValueError(f"{where}: input_audio must be float16, got {spectrogram.dtype}")
+    if spectrogram.ndim != 2:
+        raise ValueError(f"{where}: input_audio must be mels x frames, got shape {tuple(spectrogram.shape)}")
+    return spectrogram[None]
+
+
+def stack_audio(clips: Sequence[np.ndarray], where: str) -> torch.Tensor:
+    """1 x mels x frames float16 arrays -> `input_audio` [n, 1, mels, frames] (one size per batch)."""
+    shapes = sorted({tuple(c.shape) for c in clips})
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{where}: the batch's input spectrograms have different shapes {shapes}; audio patch-input "
+            "tasks mixed in one batch need the same n_mels and num_frames"
+        )
+    return torch.from_numpy(np.ascontiguousarray(np.stack(clips)))
+
+
 def collate_inputs(
     inputs: Sequence[Mapping[str, Any]],
     pad_id: int = 0,
     pad_to_multiple: int = 8,
     images: Sequence[np.ndarray | None] | None = None,
+    audio: Sequence[np.ndarray | None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Prompt-only collation for generation: encoder inputs without targets (evaluation, the pipeline
     and unio-predict). Each item is a `TokenSequence` or a mapping with `ids, modality, row, col`
     (`position` is recomputed). Returns the `input_*` keys of a training batch and `input_mask`,
     right-padded as there, which is what `unio.model.generate.generate` takes. `images` (one per
     input, HxWx3 uint8 or None: `Example.image`) gives `input_images` for patch inputs, in input order
-    (absent when all are None)."""
+    (absent when all are None); `audio` (one per input, mels x frames float16 or None: `Example.audio`)
+    gives `input_audio` alike."""
     if not inputs:
         raise ValueError("collate_inputs: empty list of inputs")
-    if images is not None and len(images) != len(inputs):
-        raise ValueError(f"collate_inputs: {len(images)} images for {len(inputs)} inputs")
+    for name, values in (("images", images), ("audio clips", audio)):
+        if values is not None and len(values) != len(inputs):
+            raise ValueError(f"collate_inputs: {len(values)} {name} for {len(inputs)} inputs")
     if pad_to_multiple < 1:
         raise ValueError(f"collate_inputs: pad_to_multiple must be >= 1, got {pad_to_multiple}")
     rows = []
@@ -271,4 +318,11 @@ def collate_inputs(
     ]
     if arrays:
         batch[IMAGE_KEY] = stack_images(arrays, "collate_inputs")
+    clips = [
+        example_audio({"input_audio": clip}, f"collate_inputs: audio {i}")
+        for i, clip in enumerate(audio or [])
+        if clip is not None
+    ]
+    if clips:
+        batch[AUDIO_KEY] = stack_audio(clips, "collate_inputs")
     return batch

@@ -33,7 +33,12 @@ hold the input pixels, ``input_image`` (the HxWx3 uint8 array's bytes, C order) 
 ``input_image_shape`` ([H, W, 3]); the image VQ encoder does not run for them (it still runs for image
 targets and for the other tasks of the dataset). The options that decide the pixels (``input_repr``,
 ``input_size``, ``patch_size``) are task fields, so they are in the key; for code inputs they are left
-out of it, so caches built before patch inputs existed stay valid.
+out of it, so caches built before patch inputs existed stay valid. Audio patch inputs (asr and
+audio_classify with ``input_repr: patches``, unio/tasks/audio_tasks.py) store the log-mel spectrogram
+instead: ``input_audio`` (the mels x frames float16 array's bytes, C order, bit-exact) and
+``input_audio_shape`` ([mels, frames]); the audio VQ encoder does not run for them, and the
+preprocessing options (``sample_rate``, ``n_fft``, ``hop_length``, ``n_mels``, ``num_frames``,
+``patch_size``) are task fields in the key, left out of it for code inputs.
 
 The bad-sample policies that decide what the cache holds (`on_bad_sample`, `on_bad_annotation`, at
 the top level or in `source:`, or those of a `Source` passed in) are part of the key, wherever set.
@@ -63,6 +68,7 @@ from unio.atomic import atomic_write_text
 from unio.data import transforms as T
 from unio.data.bad_samples import BadSampleError, BadSampleReport, check_annotation_policy, check_policy
 from unio.tasks import Task, Tokenizers, encode_example, make_task
+from unio.tasks.audio_tasks import AUDIO_PATCH_FIELDS
 from unio.tasks.bundle import TokenizersConfig
 
 FORMAT_VERSION = 1
@@ -93,12 +99,23 @@ IMAGE_FEATURES = datasets.Features(
         "input_image_shape": datasets.Sequence(datasets.Value("int32")),  # [H, W, 3]
     }
 )
-PATCH_FIELDS = ("input_repr", "input_size", "patch_size")  # task fields that only matter for patches
+# The shards of an audio patch-input task add the input spectrogram (module docstring).
+AUDIO_FEATURES = datasets.Features(
+    {
+        **FEATURES,
+        "input_audio": datasets.Value("binary"),  # mels x frames float16, C order
+        "input_audio_shape": datasets.Sequence(datasets.Value("int32")),  # [mels, frames]
+    }
+)
+# task fields that only matter for patches (the spectrogram options only exist on audio tasks)
+PATCH_FIELDS = ("input_repr", "input_size", "patch_size", *AUDIO_PATCH_FIELDS)
 
 
 def task_features(task: Task) -> datasets.Features:
-    """The columns of a task's shards: `FEATURES`, plus the pixels for patch inputs."""
-    return IMAGE_FEATURES if task.input_repr == "patches" else FEATURES
+    """The columns of a task's shards: `FEATURES`, plus the pixels or the spectrogram for patch inputs."""
+    if task.input_repr != "patches":
+        return FEATURES
+    return AUDIO_FEATURES if task.condition == "audio" else IMAGE_FEATURES
 
 
 # Transforms a data config can name (unio/data/transforms.py), e.g. {name: horizontal_flip, p: 0.5}.
@@ -324,6 +341,10 @@ def _build_shard(dataset: str, shard: int, task_names: list[str]) -> dict[str, A
                 pixels = _pixels(enc.input_image, name, view.id)
                 rows["input_image"].append(pixels.tobytes())
                 rows["input_image_shape"].append(list(pixels.shape))
+            if "input_audio" in rows:
+                spectrogram = _spectrogram(enc.input_audio, name, view.id)
+                rows["input_audio"].append(spectrogram.tobytes())
+                rows["input_audio_shape"].append(list(spectrogram.shape))
             rows["task"].append(name)
             rows["record_id"].append(view.id)
             meta = dict(example.meta)
@@ -347,6 +368,20 @@ def _pixels(image: Any, task: str, record_id: str) -> np.ndarray:
             f"pretokenize: task {task!r}, {record_id!r}: pixels must be HxWx3, got {pixels.shape}"
         )
     return pixels
+
+
+def _spectrogram(spectrogram: Any, task: str, record_id: str) -> np.ndarray:
+    if spectrogram is None:
+        raise ValueError(
+            f"pretokenize: task {task!r} has audio patch inputs but its example of {record_id!r} has no "
+            "spectrogram"
+        )
+    if spectrogram.dtype != np.float16 or spectrogram.ndim != 2:
+        raise ValueError(
+            f"pretokenize: task {task!r}, {record_id!r}: the spectrogram must be mels x frames float16, "
+            f"got {spectrogram.dtype} {spectrogram.shape}"
+        )
+    return np.ascontiguousarray(spectrogram)
 
 
 def encode_views(views: list, uses: set[str], tok: Tokenizers) -> None:

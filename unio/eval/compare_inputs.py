@@ -75,6 +75,8 @@ class CompareConfig:
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 100
+    decay: str = "cosine"  # cosine | constant after the warm-up (cosine: the trainer's default, conf/optim)
+    min_lr_ratio: float = 0.1  # cosine ends at lr * min_lr_ratio
     weight_decay: float = 0.01
     seed: int = 0
     threads: int = 2
@@ -87,6 +89,8 @@ class CompareConfig:
             raise ValueError(
                 f"compare_inputs: unknown arms/tasks {unknown}; arms {ARMS}, tasks {list(TASK_OPTIONS)}"
             )
+        if self.decay not in ("cosine", "constant"):
+            raise ValueError(f"compare_inputs: decay must be cosine or constant, got {self.decay!r}")
         for name in ("train_records", "eval_records", "steps", "batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"compare_inputs: {name} must be positive, got {getattr(self, name)}")
@@ -116,7 +120,9 @@ def _blank(record: Any) -> Any:
 
 def _task(name: str, arm: str, cfg: CompareConfig):
     options = dict(TASK_OPTIONS[name])
-    if arm != "codes":
+    if arm == "codes":
+        options.update(input_repr="codes")
+    else:
         options.update(input_repr="patches", input_size=cfg.input_size, patch_size=cfg.patch_size)
     return make_task(name, **options)
 
@@ -171,6 +177,16 @@ def _forward(model: UnifiedTransformer, batch: dict[str, torch.Tensor]) -> torch
     return model(**{k: batch[k] for k in MODEL_INPUT_KEYS}, **images)
 
 
+def learning_rate(cfg: CompareConfig, step: int) -> float:
+    """Linear warm-up to `lr`, then constant or cosine down to ``lr * min_lr_ratio`` at the last step."""
+    if step <= cfg.warmup_steps:
+        return cfg.lr * step / max(1, cfg.warmup_steps)
+    if cfg.decay == "constant":
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def train_arm(
     arm: str, cfg: CompareConfig, tok: Tokenizers, pool: list[dict[str, Any]], log: Callable[[str], None]
 ) -> UnifiedTransformer:
@@ -192,7 +208,7 @@ def train_arm(
         index = order.integers(0, len(pool), cfg.batch_size)
         batch = collate([pool[i] for i in index])
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * min(1.0, step / max(1, cfg.warmup_steps))
+            group["lr"] = learning_rate(cfg, step)
         logits = _forward(model, batch)
         loss = F.cross_entropy(
             logits.flatten(0, 1).float(), batch["targets"].flatten(), ignore_index=IGNORE_INDEX

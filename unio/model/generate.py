@@ -31,6 +31,7 @@ from unio.vocab import GRID_MODALITIES, MODALITIES, Vocabulary
 
 ENCODER_INPUT_KEYS = ("input_ids", "input_modality", "input_position", "input_row", "input_col", "input_mask")
 IMAGE_KEY = "input_images"  # optional: continuous images for the placeholder spans (patch stem)
+AUDIO_KEY = "input_audio"  # optional: spectrograms for the <audio> placeholder spans (audio stem)
 TEXT_MODALITY = MODALITIES.index("text")
 
 
@@ -101,9 +102,10 @@ def _pad_cat(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> dict[str, Tens
     for key in ENCODER_INPUT_KEYS:
         parts = [F.pad(x[key], (0, length - x[key].shape[1]), value=fill.get(key, 0)) for x in (a, b)]
         out[key] = torch.cat(parts)
-    images = [x[IMAGE_KEY] for x in (a, b) if IMAGE_KEY in x]  # row-major order: a's rows, then b's
-    if images:
-        out[IMAGE_KEY] = torch.cat(images)
+    for key in (IMAGE_KEY, AUDIO_KEY):
+        values = [x[key] for x in (a, b) if key in x]  # row-major order: a's rows, then b's
+        if values:
+            out[key] = torch.cat(values)
     return out
 
 
@@ -111,7 +113,7 @@ def _encoder_inputs(inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
     missing = [k for k in ENCODER_INPUT_KEYS if k not in inputs]
     if missing:
         raise KeyError(f"generate: inputs are missing {missing}; they have {sorted(inputs)}")
-    return {k: inputs[k] for k in (*ENCODER_INPUT_KEYS, IMAGE_KEY) if k in inputs}
+    return {k: inputs[k] for k in (*ENCODER_INPUT_KEYS, IMAGE_KEY, AUDIO_KEY) if k in inputs}
 
 
 def _expand(memory: EncoderOutput, n: int) -> EncoderOutput:
@@ -176,7 +178,7 @@ def generate(
     return_logits: bool = False,
 ) -> GenerationOutput:
     """Generate target tokens for a batch of encoder inputs (the ``input_*`` keys of a batch,
-    including ``input_images`` for a model with a patch stem).
+    including ``input_images`` / ``input_audio`` for a model with a patch / audio stem).
 
     annotator_factory: builds one `Annotator` per row (e.g. ``lambda: Annotator(codec)``); without
         it every generated token is embedded as text (fine for text-only outputs).

@@ -6,9 +6,9 @@ a single ``null`` token (``<unk>`` by default, which real text never produces si
 tokenizer has byte fallback). At generation the conditional rows and as many null-condition rows are
 decoded in one batch and mixed as ``uncond + scale * (cond - uncond)`` (see generate.py).
 
-Patch inputs: the null condition has no image. A dropped row loses its placeholder spans, so
-`drop_condition` also removes that row's images from ``input_images`` (the model fills placeholders
-in row-major order and needs exactly one image per span).
+Patch inputs: the null condition has no image and no audio. A dropped row loses its placeholder spans,
+so `drop_condition` also removes that row's images from ``input_images`` and its spectrograms from
+``input_audio`` (the model fills placeholders in row-major order and needs exactly one input per span).
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ from unio.vocab import MODALITIES, Vocabulary
 
 TEXT_MODALITY = MODALITIES.index("text")
 IMAGE_KEY = "input_images"  # = unio.model.transformer.IMAGE_KEY
+AUDIO_KEY = "input_audio"  # = unio.model.transformer.AUDIO_KEY
+PLACEHOLDERS = {IMAGE_KEY: "<image>", AUDIO_KEY: "<audio>"}  # batch key -> placeholder token
 
 
-def images_per_row(batch: Mapping[str, Tensor], vocab: Vocabulary) -> Tensor:
-    """LongTensor[B]: how many images (placeholder spans) each row's encoder input holds. A span starts
-    at its (row 0, col 0) placeholder: id ``<image>`` with row 0 and col 0 (a bracket has row -1)."""
-    starts = (batch["input_ids"] == vocab.token_id("<image>")) & (batch["input_row"] == 0)
+def images_per_row(batch: Mapping[str, Tensor], vocab: Vocabulary, placeholder: str = "<image>") -> Tensor:
+    """LongTensor[B]: how many images (placeholder spans) each row's encoder input holds; with
+    ``placeholder="<audio>"`` the audio clips. A span starts at its (row 0, col 0) placeholder: id
+    ``placeholder`` with row 0 and col 0 (a bracket has row -1)."""
+    starts = (batch["input_ids"] == vocab.token_id(placeholder)) & (batch["input_row"] == 0)
     starts &= batch["input_col"] == 0
     if "input_mask" in batch:
         starts &= batch["input_mask"]
@@ -58,8 +61,9 @@ def drop_condition(
     generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
     """Return a copy of `batch` where each row's encoder input is, with probability `prob`, replaced by
-    the null condition (null token first, the rest masked out), and the images of the dropped rows are
-    removed from ``input_images`` (the key is dropped when none is left). Targets are untouched."""
+    the null condition (null token first, the rest masked out), and the images / spectrograms of the
+    dropped rows are removed from ``input_images`` / ``input_audio`` (a key is dropped when none is
+    left). Targets are untouched."""
     if not 0.0 <= prob < 1.0:
         raise ValueError(f"drop_condition: prob must be in [0, 1), got {prob}")
     out = dict(batch)
@@ -72,17 +76,19 @@ def drop_condition(
     first = torch.zeros_like(ids, dtype=torch.bool)
     first[:, 0] = True
     rows = drop[:, None]
-    if IMAGE_KEY in batch:
-        keep = torch.repeat_interleave(~drop, images_per_row(batch, vocab).to(drop.device))
-        if keep.numel() != batch[IMAGE_KEY].shape[0]:
+    for key, placeholder in PLACEHOLDERS.items():
+        if key not in batch:
+            continue
+        keep = torch.repeat_interleave(~drop, images_per_row(batch, vocab, placeholder).to(drop.device))
+        if keep.numel() != batch[key].shape[0]:
             raise ValueError(
-                f"drop_condition: the batch has {batch[IMAGE_KEY].shape[0]} input images but "
-                f"{keep.numel()} placeholder spans"
+                f"drop_condition: the batch has {batch[key].shape[0]} {key} but {keep.numel()} "
+                f"{placeholder} placeholder spans"
             )
         if bool(keep.any()):
-            out[IMAGE_KEY] = batch[IMAGE_KEY][keep.to(batch[IMAGE_KEY].device)]
+            out[key] = batch[key][keep.to(batch[key].device)]
         else:
-            del out[IMAGE_KEY]
+            del out[key]
     out["input_ids"] = torch.where(rows, torch.where(first, vocab.token_id(null_token), vocab.pad_id), ids)
     out["input_modality"] = torch.where(rows, TEXT_MODALITY, batch["input_modality"])
     out["input_position"] = torch.where(rows, 0, batch["input_position"])

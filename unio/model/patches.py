@@ -9,12 +9,15 @@ embedding tells each patch where it is in the image, which coordinate outputs ne
 
     kind=linear   pixels of each p x p patch (C*p*p values) -> Linear -> d_model
     kind=conv     log2(p) conv3x3 stride 2 + GELU (widths conv_width, 2x, 4x, ...) -> Linear -> d_model
+    kind=pretrained   a frozen pretrained ViT's patch features -> LayerNorm -> Linear -> d_model
+                  (`PretrainedStem`, unio/model/vision_encoder.py; ``pretrained`` = its config)
 
 Inputs are ``[B, C, H, W]``, uint8 (0..255) or float in [0, 1]; both are mapped to [-1, 1]. The output
 is ``[B, N, d_model]`` with ``N = (H / p) * (W / p)`` patches in row-major order; `grid_indices` gives
 their (row, col), which is what the id stream must carry for them (`placeholder_span`). A log-mel
 spectrogram ``[B, 1, mels, frames]`` goes through the same stem with ``channels=1`` and
-``image_size=[mels, frames]`` (values scaled to [0, 1] by the caller).
+``image_size=[mels, frames]`` (values scaled to [0, 1] by the caller) and ``modality="audio"``
+(``ModelConfig.audio_stem``: its placeholders are ``<audio>`` ids of modality ``audio``).
 
 How the encoder uses it (the contract, also in `UnifiedTransformer.encode` and docs/model.md): an
 image in the encoder input is a *placeholder span* of N tokens with id ``placeholder_id`` (the
@@ -39,10 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from unio.model.vision_encoder import VisionEncoderConfig
 from unio.vocab import CORE_SPECIAL_TOKENS, MODALITIES
 
-STEM_KINDS = ("linear", "conv")
+STEM_KINDS = ("linear", "conv", "pretrained")
 POSITION_KINDS = ("none", "learned", "sine")
+PATCH_MODALITIES = ("image", "audio")  # what a stem may embed
 # `Vocabulary.default` puts the core special tokens first, so this is `vocab.token_id("<image>")`;
 # `build_model` checks it against the actual vocabulary.
 IMAGE_PLACEHOLDER_ID = CORE_SPECIAL_TOKENS.index("<image>")
@@ -60,11 +65,40 @@ class PatchStemConfig:
     channels: int = 3  # 3 for RGB, 1 for a spectrogram or a mask
     position: str = "sine"  # absolute 2-D position embedding: none | learned | sine (probe (b), results.md)
     conv_width: int = 32  # channels of the first conv (kind=conv); doubled by every further conv
+    # LayerNorm over each patch's features before the projection (probes: docs/results.md); without it
+    # a conv stem's output starts ~5x smaller than the position table and the model barely sees it
+    feature_norm: bool = True
     placeholder_id: int = IMAGE_PLACEHOLDER_ID  # id of the placeholder tokens in the encoder input
+    modality: str = "image"  # the placeholders' modality: image (ModelConfig.patch_stem) | audio (audio_stem)
+    # kind=pretrained only: a VisionEncoderConfig (or its dict): the frozen ViT and its local weights file.
+    # patch_size/image_size/channels must equal the encoder's, and position must be none (the ViT has
+    # its own absolute positions; `from_dict` defaults it to none for this kind)
+    pretrained: Any = None
 
     def __post_init__(self) -> None:
         if self.kind not in STEM_KINDS:
             raise ValueError(f"PatchStemConfig.kind must be one of {STEM_KINDS}, got {self.kind!r}")
+        if isinstance(self.pretrained, Mapping):
+            self.pretrained = VisionEncoderConfig.from_dict(self.pretrained, "PatchStemConfig.pretrained")
+        if (self.kind == "pretrained") != (self.pretrained is not None):
+            raise ValueError(
+                "PatchStemConfig.pretrained (the vision encoder's config) is required for kind=pretrained "
+                f"and only then; got kind={self.kind!r}, pretrained={self.pretrained!r}"
+            )
+        if self.pretrained is not None:
+            enc = self.pretrained
+            mine = (self.patch_size, self.size, self.channels, self.position)
+            theirs = (enc.patch_size, enc.size, enc.channels, "none")
+            if mine != theirs:
+                raise ValueError(
+                    "PatchStemConfig (patch_size, image_size, channels, position) must be "
+                    f"{theirs} for kind=pretrained (the encoder's; position comes from its pos_embed), "
+                    f"got {mine}"
+                )
+        if self.modality not in PATCH_MODALITIES:
+            raise ValueError(
+                f"PatchStemConfig.modality must be one of {PATCH_MODALITIES}, got {self.modality!r}"
+            )
         if self.position not in POSITION_KINDS:
             raise ValueError(
                 f"PatchStemConfig.position must be one of {POSITION_KINDS}, got {self.position!r}"
@@ -112,13 +146,20 @@ class PatchStemConfig:
         return [self.conv_width * 2**i for i in range(int(math.log2(self.patch_size)))]
 
     def num_parameters(self, d_model: int) -> int:
-        """Exact parameter count of the stem for a model of width ``d_model``."""
+        """Exact parameter count of the stem for a model of width ``d_model`` (kind=pretrained: the
+        frozen encoder's parameters included)."""
+        if self.kind == "pretrained":
+            width = self.pretrained.width
+            norm = 2 * width if self.feature_norm else 0
+            return self.pretrained.num_parameters() + width * d_model + norm
         count, c_in = 0, self.channels
         for width in self.conv_widths():
             count += c_in * width * 9 + width
             c_in = width
         features = c_in if self.kind == "conv" else self.channels * self.patch_size**2
         count += features * d_model
+        if self.feature_norm:
+            count += 2 * features
         if self.position == "learned":
             count += self.num_patches * d_model
         return count
@@ -130,6 +171,8 @@ class PatchStemConfig:
         if unknown:
             raise ValueError(f"{source}: unknown field(s) {unknown}; PatchStemConfig has {sorted(known)}")
         values = dict(data)
+        if values.get("kind") == "pretrained":
+            values.setdefault("position", "none")
         if not isinstance(values.get("image_size", 0), int):
             values["image_size"] = [int(v) for v in values["image_size"]]
         return cls(**values)
@@ -157,6 +200,8 @@ class PatchStem(nn.Module):
 
     def __init__(self, config: PatchStemConfig, d_model: int, init_std: float = 0.02) -> None:
         super().__init__()
+        if config.kind == "pretrained":
+            raise ValueError("PatchStem: kind=pretrained is a PretrainedStem (unio/model/vision_encoder.py)")
         self.config, self.d_model, self.init_std = config, d_model, init_std
         p, c_in = config.patch_size, config.channels
         convs = []
@@ -165,6 +210,7 @@ class PatchStem(nn.Module):
             c_in = width
         self.convs = nn.ModuleList(convs)
         features = c_in if config.kind == "conv" else config.channels * p * p
+        self.norm = nn.LayerNorm(features) if config.feature_norm else None
         self.proj = nn.Linear(features, d_model, bias=False)
         rows, cols = config.grid_shape
         self.position: nn.Parameter | None = None
@@ -183,8 +229,11 @@ class PatchStem(nn.Module):
         nn.init.normal_(self.proj.weight, mean=0.0, std=self.init_std)
         if self.position is not None:
             nn.init.normal_(self.position, mean=0.0, std=self.init_std)
-        for conv in self.convs:
-            conv.reset_parameters()
+        for conv in self.convs:  # variance-preserving through GELU (PyTorch's default shrinks ~2x a layer)
+            nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            nn.init.zeros_(conv.bias)
+        if self.norm is not None:
+            self.norm.reset_parameters()
 
     def grid_indices(self) -> tuple[Tensor, Tensor]:
         """(row, col) of each of the N output patches, LongTensor[N] each (row-major)."""
@@ -207,6 +256,8 @@ class PatchStem(nn.Module):
             x = x.flatten(2).transpose(1, 2)  # [B, N, width]
         else:
             x = F.unfold(x, kernel_size=cfg.patch_size, stride=cfg.patch_size).transpose(1, 2)
+        if self.norm is not None:
+            x = self.norm(x)
         x = self.proj(x)
         if self.position is not None:
             x = x + self.position
@@ -223,7 +274,7 @@ def placeholder_span(config: PatchStemConfig, start_position: int = 0) -> dict[s
     grid = torch.arange(n)
     return {
         "ids": torch.full((n,), config.placeholder_id, dtype=torch.long),
-        "modality": torch.full((n,), IMAGE_MODALITY, dtype=torch.long),
+        "modality": torch.full((n,), MODALITIES.index(config.modality), dtype=torch.long),
         "position": torch.arange(start_position, start_position + n),
         "row": grid // cols,
         "col": grid % cols,

@@ -27,6 +27,11 @@ have no placeholders, so packed rows and guidance's null rows need nothing speci
 placeholders must equal ``n_images * N``. Without ``input_images`` the encoder runs exactly the code it
 ran before the stem existed (not one extra op).
 
+Audio inputs (optional, ``ModelConfig.audio_stem``) follow the same contract with a second stem:
+``encode(..., input_audio=...)`` takes log-mel spectrograms ``[n_clips, 1, mels, frames]`` (fp16 or
+float in [0, 1]) and fills the placeholder spans of ``<audio>`` ids (modality ``audio``, row >= 0), one
+clip per span in row-major batch order. Image and audio inputs may be mixed in one batch.
+
 The model is plain single-device code: no DDP, FSDP or ``torch.compile`` in here.
 """
 
@@ -44,7 +49,8 @@ from torch import Tensor, nn
 from unio.model.cpu_weights import Linear, PackedWeight, linear
 from unio.model.patches import PatchStem, PatchStemConfig
 from unio.model.rotary import Rotary, apply_rotary
-from unio.vocab import MODALITIES, Vocabulary
+from unio.model.vision_encoder import PretrainedStem
+from unio.vocab import CORE_SPECIAL_TOKENS, MODALITIES, Vocabulary
 
 MODEL_INPUT_KEYS = (
     "input_ids",
@@ -61,6 +67,10 @@ MODEL_INPUT_KEYS = (
 )
 SEGMENT_KEYS = ("input_segment_ids", "decoder_segment_ids")  # optional: packed batches only
 IMAGE_KEY = "input_images"  # optional: continuous images for the placeholders (ModelConfig.patch_stem)
+AUDIO_KEY = "input_audio"  # optional: spectrograms for the <audio> placeholders (ModelConfig.audio_stem)
+PATCH_KEYS = (IMAGE_KEY, AUDIO_KEY)  # the optional continuous inputs of the encoder
+# `Vocabulary.default` puts the core special tokens first; `build_model` sets the actual vocabulary's id.
+AUDIO_PLACEHOLDER_ID = CORE_SPECIAL_TOKENS.index("<audio>")
 
 
 @dataclass
@@ -86,10 +96,26 @@ class ModelConfig:
     # (typed Any so a Hydra override `model.patch_stem={kind: conv, ...}` merges; a dict becomes a
     # PatchStemConfig in __post_init__)
     patch_stem: Any = None
+    # Continuous audio inputs: a second stem over log-mel spectrograms [1, mels, frames] (channels 1,
+    # image_size [mels, frames], modality audio, `<audio>` placeholders); None = audio codes only. A
+    # dict gets those three defaults (give kind, patch_size, image_size) and becomes a PatchStemConfig.
+    audio_stem: Any = None
 
     def __post_init__(self) -> None:
         if isinstance(self.patch_stem, Mapping):
             self.patch_stem = PatchStemConfig.from_dict(self.patch_stem, "ModelConfig.patch_stem")
+        if isinstance(self.audio_stem, Mapping):
+            defaults = {"channels": 1, "modality": "audio", "placeholder_id": AUDIO_PLACEHOLDER_ID}
+            self.audio_stem = PatchStemConfig.from_dict(
+                {**defaults, **self.audio_stem}, "ModelConfig.audio_stem"
+            )
+        if self.audio_stem is not None and (
+            self.audio_stem.modality != "audio" or self.audio_stem.kind not in ("linear", "conv")
+        ):
+            raise ValueError(
+                "ModelConfig.audio_stem must have modality 'audio' and kind linear or conv, got "
+                f"modality {self.audio_stem.modality!r}, kind {self.audio_stem.kind!r}"
+            )
         for name in ("vocab_size", "d_model", "n_heads", "n_encoder_layers", "n_decoder_layers", "d_ff"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -122,6 +148,7 @@ class ModelConfig:
         embeddings = self.vocab_size * d + self.num_modalities * d
         final_norms = 2 * d
         stem = self.patch_stem.num_parameters(d) if self.patch_stem is not None else 0
+        stem += self.audio_stem.num_parameters(d) if self.audio_stem is not None else 0
         return (
             stem
             + embeddings
@@ -336,17 +363,23 @@ class UnifiedTransformer(nn.Module):
         self.encoder_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_decoder_layers))
         self.decoder_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.patch_stem: PatchStem | None = None
+        self.patch_stem: PatchStem | PretrainedStem | None = None
+        self.audio_stem: PatchStem | None = None
         self._init_weights()
         if cfg.patch_stem is not None:
             # Built after the init above (it initialises itself), so the rest of the model gets the
-            # same weights for a given seed with or without a stem.
-            self.patch_stem = PatchStem(cfg.patch_stem, cfg.d_model, cfg.init_std)
+            # same weights for a given seed with or without a stem. kind=pretrained: a frozen ViT
+            # loaded from local weights (unio/model/vision_encoder.py), same interface.
+            stem_class = PretrainedStem if cfg.patch_stem.kind == "pretrained" else PatchStem
+            self.patch_stem = stem_class(cfg.patch_stem, cfg.d_model, cfg.init_std)
+        if cfg.audio_stem is not None:  # built last: the image stem and the rest keep their init
+            self.audio_stem = PatchStem(cfg.audio_stem, cfg.d_model, cfg.init_std)
 
     def _init_weights(self) -> None:
         std = self.config.init_std
         for name, module in self.named_modules():
-            if isinstance(module, nn.Linear | nn.Embedding) and not name.startswith("patch_stem"):
+            in_stem = name.startswith(("patch_stem", "audio_stem"))
+            if isinstance(module, nn.Linear | nn.Embedding) and not in_stem:
                 nn.init.normal_(module.weight, mean=0.0, std=std)
         nn.init.zeros_(self.modality_embed.weight)
         for layers in (self.encoder_layers, self.decoder_layers):
@@ -355,8 +388,9 @@ class UnifiedTransformer(nn.Module):
                 for name, param in layer.named_parameters():
                     if name.endswith(("out.weight", "down.weight")):
                         nn.init.normal_(param, mean=0.0, std=residual_std)
-        if self.patch_stem is not None:
-            self.patch_stem.reset_parameters()
+        for stem in (self.patch_stem, self.audio_stem):
+            if stem is not None:
+                stem.reset_parameters()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -365,22 +399,32 @@ class UnifiedTransformer(nn.Module):
     def embed_tokens(self, ids: Tensor, modality: Tensor) -> Tensor:
         return self.embed(ids) + self.modality_embed(modality)
 
-    def embed_with_patches(self, ids: Tensor, modality: Tensor, row: Tensor, images: Tensor) -> Tensor:
+    def embed_with_patches(
+        self, ids: Tensor, modality: Tensor, row: Tensor, images: Tensor | None, audio: Tensor | None = None
+    ) -> Tensor:
         """`embed_tokens`, with the placeholder tokens' embeddings replaced by the patch embeddings of
-        ``images`` (contract in the module docstring)."""
-        if self.patch_stem is None:
-            raise ValueError("encode: input_images given, but ModelConfig.patch_stem is None (no patch stem)")
-        slots = (ids == self.patch_stem.config.placeholder_id) & (row >= 0)
-        patches = self.patch_stem(images)
-        if not torch.compiler.is_compiling():
-            found, needed = int(slots.sum()), patches.shape[0] * patches.shape[1]
-            if found != needed:
-                raise ValueError(
-                    f"encode: {images.shape[0]} image(s) x {patches.shape[1]} patches need {needed} "
-                    f"placeholder tokens (id {self.patch_stem.config.placeholder_id}, row >= 0), "
-                    f"the input has {found}"
-                )
-        tokens = self.embed(ids).masked_scatter(slots.unsqueeze(-1), patches.to(self.embed.weight.dtype))
+        ``images`` (patch stem, ``<image>`` spans) and ``audio`` (audio stem, ``<audio>`` spans), each
+        when given (contract in the module docstring)."""
+        tokens = self.embed(ids)
+        for stem, values, what in (
+            (self.patch_stem, images, ("input_images", "patch_stem", "image")),
+            (self.audio_stem, audio, ("input_audio", "audio_stem", "audio clip")),
+        ):
+            if values is None:
+                continue
+            key, field, item = what
+            if stem is None:
+                raise ValueError(f"encode: {key} given, but ModelConfig.{field} is None (no {field})")
+            slots = (ids == stem.config.placeholder_id) & (row >= 0)
+            patches = stem(values)
+            if not torch.compiler.is_compiling():
+                found, needed = int(slots.sum()), patches.shape[0] * patches.shape[1]
+                if found != needed:
+                    raise ValueError(
+                        f"encode: {values.shape[0]} {item}(s) x {patches.shape[1]} patches need {needed} "
+                        f"placeholder tokens (id {stem.config.placeholder_id}, row >= 0), the input has {found}"
+                    )
+            tokens = tokens.masked_scatter(slots.unsqueeze(-1), patches.to(tokens.dtype))
         return tokens + self.modality_embed(modality)
 
     def encode(
@@ -393,12 +437,14 @@ class UnifiedTransformer(nn.Module):
         input_mask: Tensor | None = None,
         input_segment_ids: Tensor | None = None,
         input_images: Tensor | None = None,
+        input_audio: Tensor | None = None,
     ) -> EncoderOutput:
         """Run the encoder and precompute every decoder layer's cross-attention keys/values.
 
         ``input_segment_ids`` (packed rows, ``[B, S]``, 0 on padding): tokens attend only within
         their own segment; padding attends to padding, so no attention row is empty.
-        ``input_images`` (``[n_images, C, H, W]``): fill the placeholder spans (module docstring)."""
+        ``input_images`` (``[n_images, C, H, W]``) and ``input_audio`` (``[n_clips, 1, mels, frames]``):
+        fill the placeholder spans (module docstring)."""
         # Data-dependent checks read tensor values (a graph break under torch.compile): skip them when
         # compiling and always pass the mask, which gives the same result.
         compiling = torch.compiler.is_compiling()
@@ -410,10 +456,10 @@ class UnifiedTransformer(nn.Module):
         self_mask = key_mask
         if input_segment_ids is not None:
             self_mask = (input_segment_ids[:, :, None] == input_segment_ids[:, None, :])[:, None]
-        if input_images is None:
+        if input_images is None and input_audio is None:
             x = self.embed_tokens(input_ids, input_modality)
         else:
-            x = self.embed_with_patches(input_ids, input_modality, input_row, input_images)
+            x = self.embed_with_patches(input_ids, input_modality, input_row, input_images, input_audio)
         rotation = self.rotary.tables(input_position, input_row, input_col)
         for layer in self.encoder_layers:
             x = layer(x, rotation, self_mask)
@@ -491,6 +537,7 @@ class UnifiedTransformer(nn.Module):
         input_segment_ids: Tensor | None = None,
         decoder_segment_ids: Tensor | None = None,
         input_images: Tensor | None = None,
+        input_audio: Tensor | None = None,
     ) -> Tensor:
         """Teacher-forced logits ``[B, T, vocab_size]``.
 
@@ -508,6 +555,7 @@ class UnifiedTransformer(nn.Module):
             input_mask,
             input_segment_ids,
             input_images,
+            input_audio,
         )
         hidden = self.decode(
             memory,
@@ -522,11 +570,11 @@ class UnifiedTransformer(nn.Module):
 
     def forward_batch(self, batch: Mapping[str, Tensor]) -> Tensor:
         """``forward`` on a collated batch dict (extra keys such as ``targets`` are ignored; segment
-        ids of a packed batch and ``input_images`` are used when present)."""
+        ids of a packed batch, ``input_images`` and ``input_audio`` are used when present)."""
         missing = [k for k in MODEL_INPUT_KEYS if k not in batch]
         if missing:
             raise KeyError(f"batch is missing model inputs {missing}; it has {sorted(batch)}")
-        optional = {k: batch[k] for k in (*SEGMENT_KEYS, IMAGE_KEY) if k in batch}
+        optional = {k: batch[k] for k in (*SEGMENT_KEYS, *PATCH_KEYS) if k in batch}
         return self(**{k: batch[k] for k in MODEL_INPUT_KEYS}, **optional)
 
 
@@ -542,8 +590,10 @@ def model_config_from_dict(data: Mapping, source: str = "model config") -> Model
 
 def build_model(config: ModelConfig, vocab: Vocabulary) -> UnifiedTransformer:
     """The model for `vocab`: ``vocab_size`` always comes from the vocabulary, not the preset, and a
-    patch stem's placeholder id is the vocabulary's ``<image>`` id."""
-    stem = config.patch_stem
+    patch stem's placeholder id is the vocabulary's ``<image>`` id (an audio stem's: ``<audio>``)."""
+    stem, audio = config.patch_stem, config.audio_stem
     if stem is not None:
         stem = replace(stem, placeholder_id=vocab.token_id("<image>"))
-    return UnifiedTransformer(replace(config, vocab_size=vocab.size, patch_stem=stem))
+    if audio is not None:
+        audio = replace(audio, placeholder_id=vocab.token_id("<audio>"))
+    return UnifiedTransformer(replace(config, vocab_size=vocab.size, patch_stem=stem, audio_stem=audio))

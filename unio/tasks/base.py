@@ -59,13 +59,15 @@ class Example:
     """One task instance. `meta` is JSON-serialisable: what `parse` and the metric need (original image
     size, reference answers, ...). `noise` holds Pix2Seq noise boxes appended after the real target;
     their coordinates are excluded from the loss. `image` holds the pixels (HxWx3 uint8) of the input's
-    `ImagePatches` span, for patch inputs (``input_repr="patches"``); None otherwise."""
+    `ImagePatches` span, for patch inputs (``input_repr="patches"``); None otherwise. `audio` likewise
+    holds the log-mel spectrogram (mels x frames float16 in [0, 1]) of an `AudioPatches` span."""
 
     input: list[Segment]
     target: list[Segment]
     meta: dict[str, Any] = field(default_factory=dict)
     noise: Boxes | None = None
     image: np.ndarray | None = None
+    audio: np.ndarray | None = None
 
 
 @dataclass
@@ -74,14 +76,16 @@ class EncodedExample:
     target: TokenSequence  # ends with <eos>
     target_loss: torch.Tensor  # LongTensor[L_target]: 1 = trained, 0 = ignored (noise-box coordinates)
     input_image: np.ndarray | None = None  # HxWx3 uint8 pixels of the input's patch span (`Example.image`)
+    input_audio: np.ndarray | None = None  # mels x frames float16 spectrogram of the span (`Example.audio`)
 
 
 def encode_example(example: Example, tok: Tokenizers) -> EncodedExample:
     codec = tok.codec
     inputs = codec.encode(example.input)
+    audio = None if example.audio is None else np.asarray(example.audio, dtype=np.float16)
     if example.noise is None:
         target = codec.encode(example.target, add_eos=True)
-        return EncodedExample(inputs, target, torch.ones(len(target), dtype=torch.long), example.image)
+        return EncodedExample(inputs, target, torch.ones(len(target), dtype=torch.long), example.image, audio)
     real = codec.encode(example.target)
     noise = codec.encode([example.noise], add_eos=True)
     coord = tok.vocab.segment_range("coord")
@@ -98,6 +102,7 @@ def encode_example(example: Example, tok: Tokenizers) -> EncodedExample:
         target,
         torch.cat([torch.ones(len(real), dtype=torch.long), noise_loss.long()]),
         example.image,
+        audio,
     )
 
 

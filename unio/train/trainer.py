@@ -55,8 +55,8 @@ from unio.model.checkpoint import TOKENIZERS, load_tokenizers, save_tokenizers
 from unio.model.guidance import drop_condition
 from unio.model.loss import LossConfig, SequenceLoss
 from unio.model.transformer import (
-    IMAGE_KEY,
     MODEL_INPUT_KEYS,
+    PATCH_KEYS,
     SEGMENT_KEYS,
     ModelConfig,
     UnifiedTransformer,
@@ -579,8 +579,9 @@ def train(
 
 def _model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The model's keyword inputs from a collated batch: the token streams, plus the segment ids of
-    packed rows (block-diagonal attention) and the images of patch inputs when the batch has them."""
-    optional = [k for k in (*SEGMENT_KEYS, IMAGE_KEY) if k in batch]
+    packed rows (block-diagonal attention) and the images / spectrograms of patch inputs when the batch
+    has them."""
+    optional = [k for k in (*SEGMENT_KEYS, *PATCH_KEYS) if k in batch]
     return {k: batch[k] for k in (*MODEL_INPUT_KEYS, *optional)}
 
 
