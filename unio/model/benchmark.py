@@ -15,7 +15,14 @@ tokens/s are each side's best call. The same ratios from this process's CPU time
 - peak memory allocated during a train step (torch profiler memory events) plus parameter and
   optimiser state;
 - achieved training FLOP/s (analytic matmul FLOPs, `ModelConfig.forward_flops`) as a fraction of
-  this machine's measured fp32 matmul FLOP/s.
+  this machine's measured fp32 matmul FLOP/s;
+- patch inputs (unio only: T5 has no patch stem): the same model plus a `PatchStem`, encoder input =
+  ``patch_prompt_len`` text tokens + the placeholder span of one ``patch_image_size`` image, against
+  the same image as VQ codes of an f``codes_downsample`` tokenizer (``<image>`` + grid + ``</image>``)
+  in the same model (the codes row does not run the stem), eager train steps, paired as above.
+
+`input_costs` / `cost_table_lines` compute, without running anything, the encoder tokens and forward
+FLOPs per example of each preset at several input resolutions (docs/model.md, `scripts/model_costs.py`).
 
 Needs the ``bench`` extra (transformers). Run: ``python scripts/bench_model.py``.
 """
@@ -25,8 +32,8 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +41,9 @@ import torch.nn.functional as F
 from unio.grammar import grid
 from unio.model.compile import compile_model
 from unio.model.generate import GenerationConfig, generate
-from unio.model.transformer import ModelConfig, UnifiedTransformer
+from unio.model.patches import IMAGE_MODALITY, PatchStemConfig, placeholder_span
+from unio.model.presets import load_model_preset
+from unio.model.transformer import ModelConfig, UnifiedTransformer, build_model
 from unio.sequence import Annotator, SequenceCodec
 from unio.tokenizers.builtin_text import builtin_corpus
 from unio.tokenizers.text import TextTokenizer, TextTokenizerConfig
@@ -60,6 +69,13 @@ class BenchConfig:
     peak_matmul_size: int = 2048  # square fp32 matmul measuring the machine's peak FLOP/s
     threads: int = 0  # 0: torch default
     compile: bool = True  # also time the compiled unio train step; its ratio is train_speedup_vs_hf
+    # patch-input row: prompt + one image's placeholder span, against the same image as VQ codes
+    patch_image_size: int = 224  # pixels per side (the stem's image_size)
+    patch_size: int = 16
+    patch_stem_kind: str = "conv"  # PatchStemConfig.kind: conv | linear
+    patch_prompt_len: int = 16  # text tokens before the image
+    codes_downsample: int = 8  # the codes row: a (patch_image_size / codes_downsample)^2 VQ grid
+    patch_repeats: int = 5  # paired rounds (patches, codes); 0 skips the patch-input rows
     seed: int = 0
 
 
@@ -184,6 +200,140 @@ def _unio_inputs(ids: torch.Tensor, prefix: str) -> dict[str, torch.Tensor]:
     return out
 
 
+def patch_stem_flops(stem: PatchStemConfig, d_model: int) -> float:
+    """Convolution and projection FLOPs (2 per multiply-add) of a `PatchStem` on one image; like
+    `ModelConfig.forward_flops` (which leaves the stem out), norms, GELU and the position add are not
+    counted. kind=conv: each 3x3 stride-2 conv (padding 1) halves the side, ``2 * h * w * c_out *
+    c_in * 9``; then the projection ``2 * N * features * d_model`` (features = last conv width, or
+    ``C * p**2`` for kind=linear). Other kinds (a pretrained encoder) are refused: their cost is the
+    encoder's own."""
+    if stem.kind not in ("conv", "linear"):
+        raise ValueError(f"patch_stem_flops: counts kind conv or linear stems only, got kind {stem.kind!r}")
+    h, w = stem.size
+    flops, c_in = 0.0, stem.channels
+    for width in stem.conv_widths():
+        h, w = (h + 1) // 2, (w + 1) // 2
+        flops += 2.0 * h * w * width * c_in * 9
+        c_in = width
+    features = c_in if stem.kind == "conv" else stem.channels * stem.patch_size**2
+    return flops + 2.0 * stem.num_patches * features * d_model
+
+
+def codes_input_tokens(image_size: int, downsample: int) -> int:
+    """Encoder tokens of one image as VQ codes: ``<image>`` + (size / downsample)^2 codes + ``</image>``."""
+    return (image_size // downsample) ** 2 + 2
+
+
+def _patch_rows(cfg: BenchConfig, vocab: Vocabulary, stem: PatchStemConfig, gen: torch.Generator):
+    """Encoder inputs [B, L] of the patch-input row (prompt + placeholder span, and the images) and
+    of the codes row (prompt + ``<image>`` + random VQ codes on the grid + ``</image>``)."""
+    B, P = cfg.batch_size, cfg.patch_prompt_len
+    text_lo = vocab.offset("text")
+    prompt = torch.randint(text_lo, text_lo + cfg.text_size, (B, P), generator=gen)
+    text_meta = {"modality": torch.zeros(P, dtype=torch.long), "row": torch.full((P,), -1)}
+    text_meta["col"] = text_meta["row"]
+
+    def assemble(ids: torch.Tensor, image: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        L = ids.shape[1]
+        out = {"input_ids": ids, "input_position": torch.arange(L).expand(B, L)}
+        for key in ("modality", "row", "col"):
+            out[f"input_{key}"] = torch.cat([text_meta[key], image[key]]).expand(B, L)
+        out["input_mask"] = torch.ones(B, L, dtype=torch.bool)
+        return out
+
+    span = placeholder_span(stem, start_position=P)
+    patches = assemble(torch.cat([prompt, span["ids"].expand(B, -1)], dim=1), span)
+    patches["input_images"] = torch.randint(
+        0, 256, (B, stem.channels, *stem.size), dtype=torch.uint8, generator=gen
+    )
+
+    side = cfg.patch_image_size // cfg.codes_downsample
+    n = side * side
+    image_lo = vocab.offset("image")
+    codes_ids = torch.randint(image_lo, image_lo + vocab.segment_size("image"), (B, n), generator=gen)
+    brackets = [torch.full((B, 1), vocab.token_id(t)) for t in ("<image>", "</image>")]
+    grid_pos = torch.arange(n)
+    none = torch.tensor([-1])
+    codes_meta = {
+        "modality": torch.full((n + 2,), IMAGE_MODALITY),
+        "row": torch.cat([none, grid_pos // side, none]),
+        "col": torch.cat([none, grid_pos % side, none]),
+    }
+    codes = assemble(torch.cat([prompt, brackets[0], codes_ids, brackets[1]], dim=1), codes_meta)
+    return patches, codes
+
+
+def _patch_input_rows(
+    cfg: BenchConfig,
+    vocab: Vocabulary,
+    model_cfg: ModelConfig,
+    decoder_in: torch.Tensor,
+    targets: torch.Tensor,
+    peak: float,
+    gen: torch.Generator,
+) -> tuple[dict[str, float], list[str]]:
+    """Eager train steps of the benchmark model plus a patch stem: the patch-input row against the
+    same image as VQ codes (same model, same prompt and targets), paired rounds. Returns the result
+    keys (``patch_*``) and the lines of its table."""
+    stem = PatchStemConfig(
+        kind=cfg.patch_stem_kind, patch_size=cfg.patch_size, image_size=cfg.patch_image_size
+    )
+    torch.manual_seed(cfg.seed)
+    model = build_model(replace(model_cfg, patch_stem=stem), vocab).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    patches, codes = _patch_rows(cfg, vocab, stem, gen)
+    B, T, V = cfg.batch_size, cfg.target_len, vocab.size
+    decoder = _unio_inputs(decoder_in, "decoder")
+
+    def step(inputs: dict[str, torch.Tensor]) -> Callable[[], None]:
+        def run() -> None:
+            logits = model(**inputs, **decoder)
+            F.cross_entropy(logits.view(-1, V), targets.view(-1)).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        return run
+
+    timings = _timed_pairs({"patches": step(patches), "codes": step(codes)}, cfg.patch_repeats)
+    lengths = {"patches": patches["input_ids"].shape[1], "codes": codes["input_ids"].shape[1]}
+    stem_flops = patch_stem_flops(stem, model_cfg.d_model)
+    flops = {
+        "patches": 3 * (model_cfg.forward_flops(lengths["patches"], T) + stem_flops) * B,
+        "codes": 3 * model_cfg.forward_flops(lengths["codes"], T) * B,
+    }
+    best = {k: timings.best(k) for k in lengths}
+    tokens_per_s = {k: B * (lengths[k] + T) / best[k] for k in lengths}
+    result = {
+        "patch_train_tokens_per_s": tokens_per_s["patches"],
+        "patch_codes_train_tokens_per_s": tokens_per_s["codes"],
+        "patch_train_examples_per_s": B / best["patches"],
+        "patch_codes_train_examples_per_s": B / best["codes"],
+        "patch_vs_codes_speedup": timings.ratio("codes", "patches"),
+        "patch_vs_codes_speedup_cpu": timings.ratio("codes", "patches", cpu=True),
+        "patch_train_flops_fraction_of_matmul_peak": flops["patches"] / best["patches"] / peak,
+        "patch_codes_train_flops_fraction_of_matmul_peak": flops["codes"] / best["codes"] / peak,
+        "patch_stem_flops_fraction": stem_flops
+        / (model_cfg.forward_flops(lengths["patches"], T) + stem_flops),
+    }
+    speedup = result["patch_vs_codes_speedup"]
+    n, n_codes = stem.num_patches, codes_input_tokens(cfg.patch_image_size, cfg.codes_downsample) - 2
+    lines = [
+        "",
+        f"patch inputs, unio eager, batch {B}, target {T}: a {cfg.patch_image_size} px image as {n} "
+        f"patches ({cfg.patch_stem_kind} stem, {cfg.patch_size} px) vs as {n_codes} f{cfg.codes_downsample} "
+        f"VQ codes + 2 brackets, after {cfg.patch_prompt_len} prompt tokens",
+        f"{'measurement (wall clock)':<36}{'patches':>12}{'codes':>12}{'codes time/patches time':>26}",
+        f"{'encoder tokens':<36}{lengths['patches']:>12}{lengths['codes']:>12}",
+        f"{'train step examples/s':<36}{B / best['patches']:>12.2f}{B / best['codes']:>12.2f}{speedup:>26.2f}",
+        f"{'train step tokens/s':<36}{tokens_per_s['patches']:>12.2f}{tokens_per_s['codes']:>12.2f}",
+        f"{'  fraction of matmul peak':<36}{result['patch_train_flops_fraction_of_matmul_peak']:>12.2f}"
+        f"{result['patch_codes_train_flops_fraction_of_matmul_peak']:>12.2f}",
+        f"stem: {100 * result['patch_stem_flops_fraction']:.1f}% of the patch row's forward FLOPs "
+        f"(best of {cfg.patch_repeats}; ratio = median of paired rounds)",
+    ]
+    return result, lines
+
+
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, float]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -256,6 +406,11 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
     flops = 3 * unio_model.config.forward_flops(L, T) * B
     memory = {"unio": peak_step_memory(unio_step), "hf": peak_step_memory(hf_step)}
     state = {"unio": _state_bytes(unio_model, unio_opt), "hf": _state_bytes(hf_model, hf_opt)}
+
+    # ------------------------------------------------------------------ patch inputs (unio only)
+    patch: dict[str, float] = {}
+    if cfg.patch_repeats > 0:
+        patch, patch_lines = _patch_input_rows(cfg, vocab, unio_model.config, decoder_in, y, peak, gen)
 
     # ------------------------------------------------------------------ greedy decoding
     unio_model.eval()
@@ -346,6 +501,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
         "train_peak_mib_hf": memory["hf"] / 2**20,
         "state_mib_unio": state["unio"] / 2**20,
         "state_mib_hf": state["hf"] / 2**20,
+        **patch,
     }
     # (name, unio, HF, unio/HF): speed rows show each side's best call and the paired-median ratio.
     speedup = result["train_speedup_vs_hf_eager"]
@@ -391,6 +547,9 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
             result["decode_batch16_speedup_vs_hf_cpu"],
         )
     )
+    if patch:
+        for line in patch_lines:
+            log(line)
     for db, timings in constrained_timings.items():
         log(
             f"constrained ({grammar.name}) batch {db}: best {timings.best('grammar') * 1e3:.0f} ms vs free "
@@ -398,3 +557,88 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[
             f"(CPU time {100 * (timings.ratio('grammar', 'free', cpu=True) - 1):+.1f}%)"
         )
     return result
+
+
+# ---------------------------------------------------------------------- analytic cost per preset
+COST_PRESETS = ("tiny", "small", "base", "large", "xl")
+COST_RESOLUTIONS = ((64, 8), (224, 16), (256, 16), (384, 16))  # (image side px, patch side px)
+
+
+@dataclass(frozen=True)
+class InputCost:
+    """Forward cost of one example with one image input of one preset at one resolution.
+
+    ``forward_flops`` = `ModelConfig.forward_flops(encoder_tokens, target_tokens)` + ``stem_flops``
+    (`patch_stem_flops`); training costs about 3x. The codes columns are the same example with the
+    image as f``codes_downsample`` VQ codes instead (`codes_input_tokens`; no stem, and the VQ encoder,
+    run once at pretokenization, is not counted)."""
+
+    preset: str
+    image_size: int
+    patch_size: int
+    image_tokens: int  # (image_size / patch_size)^2 placeholder tokens
+    encoder_tokens: int  # prompt + image_tokens
+    target_tokens: int
+    stem_flops: float
+    forward_flops: float
+    codes_downsample: int
+    codes_encoder_tokens: int  # prompt + <image> + codes + </image>
+    codes_forward_flops: float
+
+
+def input_costs(
+    presets: Sequence[str] = COST_PRESETS,
+    resolutions: Sequence[tuple[int, int]] = COST_RESOLUTIONS,
+    prompt_tokens: int = 16,
+    target_tokens: int = 32,
+    stem_kind: str = "conv",
+    codes_downsample: int = 8,
+    vocab_size: int | None = None,
+) -> list[InputCost]:
+    """`InputCost` for every preset (conf/model/ name or .yaml path) x (image size, patch size), with
+    the default stem options of ``stem_kind``; ``vocab_size`` None = the default vocabulary's size."""
+    vocab_size = vocab_size or Vocabulary.default().size
+    costs = []
+    for name in presets:
+        model = replace(load_model_preset(name), vocab_size=vocab_size)
+        for image_size, patch_size in resolutions:
+            stem = PatchStemConfig(kind=stem_kind, patch_size=patch_size, image_size=image_size)
+            stem_flops = patch_stem_flops(stem, model.d_model)
+            encoder = prompt_tokens + stem.num_patches
+            codes = prompt_tokens + codes_input_tokens(image_size, codes_downsample)
+            costs.append(
+                InputCost(
+                    preset=str(name),
+                    image_size=image_size,
+                    patch_size=patch_size,
+                    image_tokens=stem.num_patches,
+                    encoder_tokens=encoder,
+                    target_tokens=target_tokens,
+                    stem_flops=stem_flops,
+                    forward_flops=model.forward_flops(encoder, target_tokens) + stem_flops,
+                    codes_downsample=codes_downsample,
+                    codes_encoder_tokens=codes,
+                    codes_forward_flops=model.forward_flops(codes, target_tokens),
+                )
+            )
+    return costs
+
+
+def cost_table_lines(costs: Sequence[InputCost]) -> list[str]:
+    """`input_costs` as a Markdown table (GFLOPs per example, forward only)."""
+    if not costs:
+        return []
+    f = costs[0].codes_downsample
+    lines = [
+        f"| preset | image px / patch px | image tokens | encoder tokens | stem GFLOPs | forward GFLOPs "
+        f"| stem share | f{f} codes encoder tokens | f{f} codes forward GFLOPs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in costs:
+        lines.append(
+            f"| {c.preset} | {c.image_size} / {c.patch_size} | {c.image_tokens} | {c.encoder_tokens} | "
+            f"{c.stem_flops / 1e9:,.3f} | {c.forward_flops / 1e9:,.2f} | "
+            f"{100 * c.stem_flops / c.forward_flops:.1f}% | {c.codes_encoder_tokens} | "
+            f"{c.codes_forward_flops / 1e9:,.2f} |"
+        )
+    return lines
