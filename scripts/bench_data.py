@@ -90,16 +90,17 @@ ConfigStore.instance().store(name="bench_data_schema", node=BenchDataConfig)
 def task_options(cfg: BenchDataConfig, row: str) -> dict[str, dict]:
     """Each task's options in a row: patch inputs on every task that can take them (patch row)."""
     if row == "codes":
-        return {name: {} for name in TASKS}
-    patches = {"input_repr": "patches", "input_size": cfg.input_size, "patch_size": cfg.patch_size}
-    return {name: patches if make_task(name).patch_inputs else {} for name in TASKS}
+        options = {"input_repr": "codes"}
+    else:
+        options = {"input_repr": "patches", "input_size": cfg.input_size, "patch_size": cfg.patch_size}
+    return {name: options if make_task(name).patch_inputs else {} for name in TASKS}
 
 
 def model_config(cfg: BenchDataConfig, row: str) -> ModelConfig:
     """The preset; for the patch row with a stem matching the tasks' input_size / patch_size."""
-    preset = load_model_preset(cfg.model_preset)
+    preset = replace(load_model_preset(cfg.model_preset), audio_stem=None)  # no audio in the shapes world
     if row == "codes":
-        return preset
+        return replace(preset, patch_stem=None)
     stem = PatchStemConfig(kind=cfg.stem_kind, patch_size=cfg.patch_size, image_size=cfg.input_size)
     return replace(preset, patch_stem=stem)
 

@@ -113,7 +113,7 @@ def test_log_mel_spectrogram_shape_range_and_pitch():
 def test_patch_task_builds_audio_span(name, tok, tok_no_audio):
     record = tones(1)[0]
     task = make_task(name, **AUDIO)
-    assert task.vq_tokenizers() == () and make_task(name).vq_tokenizers() == ("audio",)
+    assert task.vq_tokenizers() == () and make_task(name, input_repr="codes").vq_tokenizers() == ("audio",)
     example = task.build(record, random.Random(0), tok_no_audio, train=False)
     assert [s for s in example.input if isinstance(s, AudioPatches)] == [AudioPatches(2, 8)]
     assert not any(isinstance(s, AudioCodes) for s in example.input)
@@ -133,7 +133,7 @@ def test_patch_task_builds_audio_span(name, tok, tok_no_audio):
     for key in ("ids", "modality", "row", "col"):
         assert torch.equal(getattr(enc.input, key)[slots], span[key]), key
     # the same record with codes: the same target and meta, codes in the input, no spectrogram
-    coded = make_task(name).build(record, random.Random(0), tok, train=False)
+    coded = make_task(name, input_repr="codes").build(record, random.Random(0), tok, train=False)
     assert coded.target == example.target and coded.meta == example.meta and coded.audio is None
     assert encode_example(coded, tok).input_audio is None
 
@@ -147,7 +147,9 @@ def test_audio_patch_options_are_checked(tok_no_audio):
         make_task("asr", **{**AUDIO, "hop_length": 512})
     with pytest.raises(ValueError, match="not supported"):
         make_task("tts", input_repr="patches")
-    make_task("asr", n_mels=20)  # spectrogram options are not checked (nor used) for codes
+    make_task(
+        "asr", input_repr="codes", n_mels=20
+    )  # spectrogram options are not checked (nor used) for codes
     # a clip longer than the window is not an example; build_input says why
     task = make_task("asr", **AUDIO)
     long = tones(1)[0].replace(audio=np.full(9000, 0.1, dtype=np.float32))
@@ -160,7 +162,7 @@ def test_audio_patch_options_are_checked(tok_no_audio):
 
 def test_cache_key_holds_audio_options_only_for_patches(tok):
     entry, cfg = DatasetEntry(source={"kind": "tones"}), PretokenizeConfig()
-    key = lambda **options: cache_key(make_task("asr", **options), tok, entry, cfg)  # noqa: E731
+    key = lambda **options: cache_key(make_task("asr", **{"input_repr": "codes", **options}), tok, entry, cfg)  # noqa: E731
     assert key() == key(n_mels=32, num_frames=256, sample_rate=22050)  # codes: old caches stay valid
     patches = key(**AUDIO)
     assert patches != key() and "audio" not in patches["fingerprints"] and "audio" in key()["fingerprints"]
@@ -203,7 +205,7 @@ def test_pretokenize_stores_spectrograms_bit_exact(tmp_path, tok_no_audio):
 
 
 def test_code_input_cache_has_no_audio_columns(tmp_path, tok):
-    entry = DatasetEntry(source={"kind": "tones"}, tasks={"asr": {}})
+    entry = DatasetEntry(source={"kind": "tones"}, tasks={"asr": {"input_repr": "codes"}})
     cfg = PretokenizeConfig(cache_dir=str(tmp_path), data={"tones": entry}, shard_size=4)
     pretokenize(
         cfg,
@@ -221,7 +223,7 @@ def test_collator_mixes_audio_images_and_codes(tok):
     scene = ShapesSource(ShapesConfig(num_records=1, image_size=32))[0]
     examples = [
         cache_row(encoded(tok, "asr", recs[0], **AUDIO)),
-        cache_row(encoded(tok, "asr", recs[1])),  # audio codes: no spectrogram
+        cache_row(encoded(tok, "asr", recs[1], input_repr="codes")),  # audio codes: no spectrogram
         cache_row(encoded(tok, "classify", scene, **IMAGE_PATCH)),  # an image, no audio
         cache_row(encoded(tok, "audio_classify", recs[2], **AUDIO)),
     ]
@@ -247,7 +249,10 @@ def test_collator_mixes_audio_images_and_codes(tok):
 def test_collator_packing_keeps_row_major_audio_order(tok):
     recs = tones(4)
     names = ("asr", "asr", "audio_classify", "asr")
-    examples = [cache_row(encoded(tok, names[i], recs[i], **(AUDIO if i != 1 else {}))) for i in range(4)]
+    examples = [
+        cache_row(encoded(tok, names[i], recs[i], **(AUDIO if i != 1 else {"input_repr": "codes"})))
+        for i in range(4)
+    ]
     config = CollatorConfig(pack=True, max_input_len=64, max_target_len=64)
     batch = Collator(tok.vocab.bos_id, config=config)(examples)
     assert batch["input_ids"].shape[0] < 4  # packed

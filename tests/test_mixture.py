@@ -119,3 +119,35 @@ def test_seek_continues_the_global_stream_with_another_world_size():
         mixture.seek(12)
     got = [ranks[i % 2].next_index() for i in range(8)]
     assert got == expected
+
+
+def test_visual_warmup_draws_only_its_tasks_then_the_mixture():
+    warm = MixtureConfig(seed=3, warmup_weights={"c": 1.0, "absent": 2.0}, warmup_fraction=0.25)
+    mixture = Mixture(components(), warm, total_examples=20000)
+    assert mixture.warmup_examples == 5000
+    assert mixture.warmup_rates() == {"a": 0.0, "b": 0.0, "c": 1.0}  # "absent" names no component
+    stream = take(mixture, 9000)
+    assert {name for name, _ in stream[:5000]} == {"c"}  # crosses a 4096-draw block
+    after = Counter(name for name, _ in stream[5000:])
+    plain = Mixture(components(), MixtureConfig(seed=3))
+    assert after.keys() == {"a", "b", "c"}
+    for name, rate in plain.rates().items():
+        assert abs(after[name] / 4000 - rate) < 0.03
+    # a pure function of the draw index: seek (resume with another world size) lands in the same stream
+    second = Mixture(components(), warm, rank=1, world_size=2, total_examples=20000)
+    second.seek(4000)
+    assert take(second, 1000) == stream[4001:6001:2]
+    # no component named, or no fraction: no warm-up; bad values are refused
+    no_match = MixtureConfig(warmup_weights={"x": 1.0}, warmup_fraction=0.5)
+    assert Mixture(components(), no_match, total_examples=100).warmup_rates() == {}
+    assert Mixture(components(), MixtureConfig(warmup_weights={"c": 1.0})).warmup_rates() == {}
+    with pytest.raises(ValueError, match="warmup_weights"):
+        Mixture(
+            components(), MixtureConfig(warmup_weights={"c": -1.0}, warmup_fraction=0.5), total_examples=10
+        )
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        Mixture(
+            components(), MixtureConfig(warmup_weights={"c": 1.0}, warmup_fraction=1.0), total_examples=10
+        )
+    with pytest.raises(ValueError, match="total_examples"):
+        Mixture(components(), MixtureConfig(warmup_weights={"c": 1.0}, warmup_fraction=0.5))

@@ -18,7 +18,7 @@ VOCAB = Vocabulary.default(
     text_size=1000, coord_bins=50, image_codes=64, mask_codes=16, audio_codes=32, num_sentinels=4
 )
 IMAGE = MODALITIES.index("image")
-PRESETS = {"tiny": 5e6, "small": 60e6, "base": 250e6, "large": 800e6, "xl": 3e9}
+PRESETS = {"tiny": 6e6, "small": 60e6, "base": 250e6, "large": 800e6, "xl": 3e9}
 
 
 def tiny_model(seed: int = 0, **overrides) -> UnifiedTransformer:

@@ -27,6 +27,7 @@ from unio.tasks.bundle import _resize_rgb, tiny_grid_tokenizer
 from unio.tokenizers.coords import CoordTokenizer
 
 PATCH = {"input_repr": "patches", "input_size": 32, "patch_size": 8}  # a 4 x 4 grid
+CODES = {"input_repr": "codes"}
 STEM = PatchStemConfig(kind="linear", patch_size=8, image_size=32)
 IMAGE_TASKS = ("caption", "vqa", "classify", "detect", "ground", "region_caption", "refseg", "keypoints")
 
@@ -81,7 +82,7 @@ def test_patch_task_builds_placeholder_span(name, tok, tok_no_image):
         assert torch.equal(getattr(enc.input, seq_key)[slots], span[key]), key
     assert torch.equal(enc.input.ids[slots], torch.full((16,), image_id))
     # the same record with codes: same target and meta, VQ codes in the input
-    _, coded = first_example(make_task(name), tok, [record])
+    _, coded = first_example(make_task(name, **CODES), tok, [record])
     assert coded.target == example.target and coded.meta == example.meta and coded.image is None
     assert encode_example(coded, tok).input_image is None
 
@@ -101,17 +102,18 @@ def test_patch_options_are_checked():
     with pytest.raises(ValueError, match="multiple of patch_size"):
         make_task("classify", input_repr="patches", input_size=30, patch_size=8)
     assert make_task("refseg", **PATCH).vq_tokenizers() == ("mask",)
-    assert make_task("refseg").vq_tokenizers() == ("image", "mask")
+    assert make_task("refseg", **CODES).vq_tokenizers() == ("image", "mask")
+    assert make_task("refseg").input_repr == "patches" and make_task("text_to_image").input_repr == "codes"
 
 
 def test_cache_key_holds_patch_options_only_for_patches(tok):
     entry, cfg = DatasetEntry(source={"kind": "shapes"}), PretokenizeConfig()
     key = lambda **options: cache_key(make_task("classify", **options), tok, entry, cfg)  # noqa: E731
-    assert key() == key(input_size=128, patch_size=16)  # ignored for codes: old caches stay valid
+    assert key(**CODES) == key(**CODES, input_size=128, patch_size=16)  # ignored for codes
     patches = key(**PATCH)
-    assert patches != key() and patches != key(**{**PATCH, "input_size": 64})
+    assert patches != key(**CODES) and patches != key(**{**PATCH, "input_size": 64})
     assert patches != key(**{**PATCH, "patch_size": 16})
-    assert "image" not in patches["fingerprints"] and "image" in key()["fingerprints"]
+    assert "image" not in patches["fingerprints"] and "image" in key(**CODES)["fingerprints"]
 
 
 # ----------------------------------------------------------------------------- pretokenize
@@ -139,7 +141,7 @@ def test_pretokenize_stores_pixels_and_hits(tmp_path, tok_no_image):
 
 
 def test_code_input_cache_has_no_pixel_columns(tmp_path, tok):
-    entry = DatasetEntry(source={"kind": "shapes"}, tasks={"classify": {}})
+    entry = DatasetEntry(source={"kind": "shapes"}, tasks={"classify": CODES})
     cfg = PretokenizeConfig(cache_dir=str(tmp_path), data={"shapes": entry}, shard_size=4)
     src = {"shapes": ShapesSource(ShapesConfig(num_records=3, image_size=32))}
     pretokenize(cfg, tok, sources=src, log=lambda _: None, progress=False)
@@ -148,7 +150,7 @@ def test_code_input_cache_has_no_pixel_columns(tmp_path, tok):
 
 # ----------------------------------------------------------------------------- collation
 def row(tok, name: str, record, patches: bool) -> dict:
-    task = make_task(name, **(PATCH if patches else {}))
+    task = make_task(name, **(PATCH if patches else CODES))
     enc = encode_example(task.build(record, random.Random(0), tok, train=False), tok)
     out = {
         f"{side}_{key}": getattr(getattr(enc, side), key).tolist()
@@ -253,10 +255,14 @@ def test_tiny_train_with_patch_inputs(tmp_path):
     from unio.pipeline import Pipeline
     from unio.train.trainer import train
 
-    patch = [
+    image_tasks = {
+        "shapes": ("classify", "caption", "vqa", "detect", "ground"),
+        "shapes_val": ("classify", "caption", "detect"),
+    }
+    patch = [  # every image-input task at the stem's 32 px (the check refuses another size)
         f"+data.{split}.tasks.{name}.{key}={value}"
-        for split in ("shapes", "shapes_val")
-        for name in ("classify", "caption")
+        for split, names in image_tasks.items()
+        for name in names
         for key, value in PATCH.items()
     ]
     overrides = tiny_overrides(
@@ -266,7 +272,7 @@ def test_tiny_train_with_patch_inputs(tmp_path):
         "trainer.max_steps=4",
         "trainer.checkpoint_every=4",
         "trainer.val_every=4",
-        "model.patch_stem={"
+        "++model.patch_stem={"
         + ", ".join(f"{k}: {'null' if v is None else v}" for k, v in asdict(STEM).items())
         + "}",
     )

@@ -133,7 +133,7 @@ def test_config_round_trip_through_dicts_and_yaml():
     assert model_config_from_dict(cfg.to_dict()) == cfg
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR / "model"), version_base="1.3"):
-        preset = compose(config_name="tiny", overrides=[f"+patch_stem={STEM}".replace("'", "")])
+        preset = compose(config_name="tiny", overrides=[f"patch_stem={STEM}".replace("'", "")])
     from_yaml = model_config_from_dict(OmegaConf.to_container(preset))
     assert from_yaml.patch_stem == PatchStemConfig(**STEM)
     assert ModelConfig(**BASE).patch_stem is None  # default: no stem, today's model

@@ -112,16 +112,22 @@ def test_interrupted_build_resumes_only_missing_shards(tmp_path, tok):
 
 
 def test_changed_tokenizer_rebuilds_or_is_refused(tmp_path, tok, text_tokenizer):
-    cfg = config(tmp_path, tasks=("detect", "span_corruption"))
+    # text_to_image generates image codes; detect's image input is patches (no image tokenizer)
+    cfg = config(tmp_path, tasks=("text_to_image", "detect", "span_corruption"))
     run(cfg, tok)
     other = bundle(text_tokenizer, image_seed=1)
     with pytest.raises(ValueError, match="image tokenizer"):
-        run(config(tmp_path, tasks=("detect",), on_mismatch="refuse"), other)
+        run(config(tmp_path, tasks=("text_to_image",), on_mismatch="refuse"), other)
     with pytest.raises(ValueError, match="built with other tokenizers"):
-        load_task_cache(tmp_path / "shapes" / "detect", other)
-    # Only the task that uses the image tokenizer is rebuilt; text-only span corruption stays valid.
-    assert statuses(run(cfg, other)) == {"detect": "rebuilt", "span_corruption": "hit"}
-    assert len(load_task_cache(tmp_path / "shapes" / "detect", other)) == 12
+        load_task_cache(tmp_path / "shapes" / "text_to_image", other)
+    # Only the task that uses the image tokenizer is rebuilt; detect (patches) and text-only span
+    # corruption stay valid.
+    assert statuses(run(cfg, other)) == {
+        "text_to_image": "rebuilt",
+        "detect": "hit",
+        "span_corruption": "hit",
+    }
+    assert len(load_task_cache(tmp_path / "shapes" / "text_to_image", other)) == 12
 
 
 def test_changed_options_and_length_limits_are_counted(tmp_path, tok):

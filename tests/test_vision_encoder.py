@@ -200,7 +200,7 @@ def test_config_round_trips_through_json_and_a_hydra_override(tmp_path):
     assert model_config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg  # as in a checkpoint
     vit = ", ".join(f"{k}: {v}" for k, v in VIT.items())
     override = (
-        f"+patch_stem={{kind: pretrained, patch_size: 8, image_size: 32, "
+        f"patch_stem={{kind: pretrained, patch_size: 8, image_size: 32, position: none, "
         f"pretrained: {{weights: '{weights}', {vit}}}}}"
     )
     GlobalHydra.instance().clear()

@@ -38,6 +38,7 @@ from unio.data.collate import collate_inputs
 from unio.model.checkpoint import load_model, resolve_checkpoint
 from unio.model.generate import GenerationConfig, generate
 from unio.model.guidance import null_condition
+from unio.model.patches import task_input_options
 from unio.model.transformer import UnifiedTransformer
 from unio.sequence import Annotator
 from unio.tasks import TASKS, Example, Task, Tokenizers, make_task
@@ -411,7 +412,12 @@ class Pipeline:
             return self.tasks[name]
         if name not in TASKS:
             raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
-        return TASKS[name]
+        # not configured by the run: the task's defaults, its inputs fitted to the model's stems
+        config = self.model.config
+        self.tasks[name] = make_task(
+            name, **task_input_options(config.patch_stem, config.audio_stem, TASKS[name])
+        )
+        return self.tasks[name]
 
     def __call__(
         self,

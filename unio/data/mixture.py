@@ -13,6 +13,13 @@ random stream keyed by (seed, k // block) and takes that component's next exampl
 component c is element j mod n_c of a permutation keyed by (seed, c, j // n_c), so every example is
 seen once per epoch of its component and epochs are reshuffled.
 
+Warm-up: the first `warmup_fraction` of the run's global draws (`total_examples`, which the trainer
+gives as max_steps x batch_size) pick their component with `warmup_weights` instead
+(a *visual warm-up*: tasks a text prior cannot solve, e.g. classify and ground, before the mixture's
+question-answering tasks; without it a multitask model learns the answer priors first and then
+ignores the image: docs/results.md). Those choices come from their own stream keyed by (seed, block),
+so the stream stays a pure function of the draw index: resuming and `seek` are unchanged.
+
 Data parallel: rank r of `world_size` yields global draws r, r + world_size, r + 2 * world_size, ...
 All ranks walk the same global stream (only integers, cheap), so together they see each draw exactly
 once and no example twice within an epoch of its component.
@@ -41,6 +48,11 @@ class MixtureConfig:
     weights: dict[str, float] = field(default_factory=dict)
     temperature: float = 1.0
     seed: int = 0
+    # Visual warm-up (module docstring): weights per component or task for the first `warmup_fraction`
+    # of the run's draws; components not named get 0. Names that match no component are skipped (they
+    # may be absent from the data); if none matches there is no warm-up.
+    warmup_weights: dict[str, float] = field(default_factory=dict)
+    warmup_fraction: float = 0.0
 
 
 class Mixture(torch.utils.data.IterableDataset):
@@ -53,7 +65,10 @@ class Mixture(torch.utils.data.IterableDataset):
         config: MixtureConfig | None = None,
         rank: int = 0,
         world_size: int = 1,
+        total_examples: int | None = None,
     ) -> None:
+        """`total_examples`: the run's global draws (max_steps x batch_size), which `warmup_fraction`
+        is a fraction of; needed only for a warm-up."""
         super().__init__()
         self.config = config or MixtureConfig()
         if not components:
@@ -85,6 +100,7 @@ class Mixture(torch.utils.data.IterableDataset):
         exponent = 0.0 if math.isinf(self.config.temperature) else 1.0 / self.config.temperature
         rates = weights * np.where(self.sizes > 0, self.sizes.astype(np.float64), 1.0) ** exponent
         self.probabilities = rates / rates.sum()
+        self.warmup_examples, self.warmup_probabilities = self._warmup(tasks, total_examples)
         self.rank, self.world_size = rank, world_size
         self._position = rank  # next global draw this rank yields
         self._counts = np.zeros(len(self.names), dtype=np.int64)  # draws per component before _position
@@ -92,14 +108,44 @@ class Mixture(torch.utils.data.IterableDataset):
         self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
         self._block_cache: tuple[int, np.ndarray] | None = None
 
+    def _warmup(self, tasks: set[str], total_examples: int | None) -> tuple[int, np.ndarray | None]:
+        """(warm-up draws, component probabilities during them); (0, None) without a warm-up."""
+        cfg = self.config
+        if not 0.0 <= cfg.warmup_fraction < 1.0:
+            raise ValueError(f"mixture: warmup_fraction must be in [0, 1), got {cfg.warmup_fraction}")
+        w = cfg.warmup_weights
+        if any(v < 0 for v in w.values()):
+            raise ValueError(f"mixture: warmup_weights must be >= 0, got {dict(w)}")
+        weights = np.array([float(w.get(n, w.get(n.rsplit("/", 1)[-1], 0.0))) for n in self.names])
+        weights[self.sizes == 0] = 0.0
+        if cfg.warmup_fraction == 0 or not (weights > 0).any():
+            return 0, None
+        if total_examples is None or total_examples <= 0:
+            raise ValueError(
+                f"mixture: warmup_fraction={cfg.warmup_fraction} needs the run's total_examples "
+                f"(max_steps x batch_size), got {total_examples}"
+            )
+        return round(cfg.warmup_fraction * total_examples), weights / weights.sum()
+
     # ----------------------------------------------------------------------------- sampling
     def rates(self) -> dict[str, float]:
         return dict(zip(self.names, self.probabilities.tolist()))
 
+    def warmup_rates(self) -> dict[str, float]:
+        """Component probabilities of the first `warmup_examples` draws ({} without a warm-up)."""
+        if self.warmup_probabilities is None:
+            return {}
+        return dict(zip(self.names, self.warmup_probabilities.tolist()))
+
     def _choices(self, block: int) -> np.ndarray:
         if self._block_cache is None or self._block_cache[0] != block:
             rng = np.random.default_rng([self.config.seed, 0x6D6978, block])
-            self._block_cache = (block, rng.choice(len(self.names), size=BLOCK, p=self.probabilities))
+            choices = rng.choice(len(self.names), size=BLOCK, p=self.probabilities)
+            warm = min(self.warmup_examples - block * BLOCK, BLOCK)
+            if self.warmup_probabilities is not None and warm > 0:
+                rng = np.random.default_rng([self.config.seed, 0x7761726D, block])
+                choices[:warm] = rng.choice(len(self.names), size=warm, p=self.warmup_probabilities)
+            self._block_cache = (block, choices)
         return self._block_cache[1]
 
     def _permutation(self, component: int, epoch: int) -> np.ndarray:

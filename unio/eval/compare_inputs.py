@@ -73,6 +73,11 @@ class CompareConfig:
     stem_position: str = "sine"  # none | learned | sine
     steps: int = 2000
     batch_size: int = 32
+    # Visual warm-up (as `MixtureConfig.warmup_*` in unio-train): the first `visual_warmup_fraction` of
+    # the steps draw only these tasks (ones a text prior cannot solve), then every task; the same
+    # schedule in every arm
+    visual_warmup_tasks: list[str] = field(default_factory=lambda: ["classify", "ground"])
+    visual_warmup_fraction: float = 0.33
     lr: float = 1e-3
     warmup_steps: int = 100
     decay: str = "cosine"  # cosine | constant after the warm-up (cosine: the trainer's default, conf/optim)
@@ -88,6 +93,10 @@ class CompareConfig:
         if unknown:
             raise ValueError(
                 f"compare_inputs: unknown arms/tasks {unknown}; arms {ARMS}, tasks {list(TASK_OPTIONS)}"
+            )
+        if not 0.0 <= self.visual_warmup_fraction < 1.0:
+            raise ValueError(
+                f"compare_inputs: visual_warmup_fraction must be in [0, 1), got {self.visual_warmup_fraction}"
             )
         if self.decay not in ("cosine", "constant"):
             raise ValueError(f"compare_inputs: decay must be cosine or constant, got {self.decay!r}")
@@ -203,9 +212,14 @@ def train_arm(
     )
     collate = Collator(tok.vocab.bos_id)
     order = np.random.default_rng(cfg.seed)
+    warm = np.array([i for i, row in enumerate(pool) if row["task"] in cfg.visual_warmup_tasks])
+    warmup_steps = round(cfg.visual_warmup_fraction * cfg.steps) if len(warm) else 0
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
-        index = order.integers(0, len(pool), cfg.batch_size)
+        if step <= warmup_steps:
+            index = warm[order.integers(0, len(warm), cfg.batch_size)]
+        else:
+            index = order.integers(0, len(pool), cfg.batch_size)
         batch = collate([pool[i] for i in index])
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
@@ -299,7 +313,7 @@ def compare_inputs(cfg: CompareConfig, log: Callable[[str], None] = print) -> di
         begin = time.perf_counter()
         records = _with_codes(train_records, tok) if arm == "codes" else train_records
         per_task = _examples(arm, cfg, tok, records, train=True)
-        pool = [_row(e, tok) for name in cfg.tasks for e in per_task[name]]
+        pool = [{**_row(e, tok), "task": name} for name in cfg.tasks for e in per_task[name]]
         log(
             f"{arm}: {len(pool)} training examples ({', '.join(f'{k} {len(v)}' for k, v in per_task.items())})"
         )

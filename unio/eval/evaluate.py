@@ -59,6 +59,7 @@ from unio.data.pretokenize import DatasetEntry, build_transforms, encode_views
 from unio.eval.gallery import GalleryItem, write_gallery
 from unio.eval.metrics import HEADLINE, LOWER_IS_BETTER, METRICS
 from unio.model.checkpoint import TOKENIZERS, load_model, read_tokenizer_fingerprints, resolve_checkpoint
+from unio.model.patches import check_task_inputs
 from unio.model.transformer import UnifiedTransformer
 from unio.pipeline import GenerationOptions, GenerationStats, GrammarCache, predict_examples
 from unio.tasks import TASKS, Example, Task, Tokenizers, make_task
@@ -348,6 +349,12 @@ def evaluate(cfg: EvalConfig, log: Callable[[str], None] = print) -> dict[str, A
         raise ValueError(f"eval.dtype must be float32, bfloat16 or float16, got {options.dtype!r}")
     model, tok = load_model(checkpoint, device=options.device, dtype=dtype)
     check_tokenizer_fingerprints(checkpoint, run_dir, tok)
+    check_task_inputs(
+        model.config.patch_stem,
+        model.config.audio_stem,
+        {f"{d}/{n}": t for d, tasks in plan.items() for n, t in tasks.items()},
+        f"unio-eval {checkpoint}",
+    )
     for tasks in plan.values():
         for task in tasks.values():
             task.check(tok)

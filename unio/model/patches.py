@@ -279,3 +279,73 @@ def placeholder_span(config: PatchStemConfig, start_position: int = 0) -> dict[s
         "row": grid // cols,
         "col": grid % cols,
     }
+
+
+def _stem_geometry(task: Any) -> tuple[str, tuple[int, int], int] | None:
+    """(stem field, (height, width), patch size) a task's patch input needs; None for code inputs."""
+    if getattr(task, "input_repr", None) != "patches":
+        return None
+    if task.condition == "audio":
+        return "audio_stem", (task.n_mels, task.num_frames), task.patch_size
+    return "patch_stem", (task.input_size, task.input_size), task.patch_size
+
+
+def check_task_inputs(
+    patch_stem: PatchStemConfig | None,
+    audio_stem: PatchStemConfig | None,
+    tasks: Mapping[str, Any],
+    where: str,
+) -> None:
+    """Refuse tasks whose patch inputs the model's stems cannot embed (no stem, or another input or
+    patch size): the error names the task, both geometries and the fields that set them. `tasks` maps
+    a name (e.g. ``"shapes/classify"``) to a configured `unio.tasks.Task`. Returns the stem fields
+    ("patch_stem", "audio_stem") some task uses."""
+    stems = {"patch_stem": patch_stem, "audio_stem": audio_stem}
+    used: set[str] = set()
+    for name, task in tasks.items():
+        need = _stem_geometry(task)
+        if need is None:
+            continue
+        field_name, size, patch = need
+        used.add(field_name)
+        sizes = "n_mels, num_frames" if field_name == "audio_stem" else "input_size"
+        stem = stems[field_name]
+        if stem is None:
+            raise ValueError(
+                f"{where}: task {name} takes {field_name.split('_')[0]} patches ({sizes} {size}, patch_size "
+                f"{patch}) but model.{field_name} is null: give the model a stem "
+                f"(model.{field_name}={{kind: conv, image_size: {list(size)}, patch_size: {patch}}}) or set the "
+                "task's input_repr: codes"
+            )
+        if (stem.size, stem.patch_size) != (size, patch):
+            raise ValueError(
+                f"{where}: task {name} takes patches of {list(size)} ({sizes}) with patch_size {patch}, but "
+                f"model.{field_name} has image_size {list(stem.size)}, patch_size {stem.patch_size}: set the "
+                f"task's {sizes}/patch_size or model.{field_name}.image_size/patch_size so they agree"
+            )
+    return used
+
+
+def task_input_options(
+    patch_stem: PatchStemConfig | None, audio_stem: PatchStemConfig | None, task_cls: Any
+) -> dict:
+    """`make_task` options that fit a task class's inputs to a model's stems: patches at the stem's
+    geometry when the model has the stem, else codes (for tasks built outside a run's data config)."""
+    if not getattr(task_cls, "patch_inputs", False):
+        return {}
+    if task_cls.condition == "audio":
+        if audio_stem is None:
+            return {"input_repr": "codes"}
+        mels, frames = audio_stem.size
+        return {
+            "input_repr": "patches",
+            "n_mels": mels,
+            "num_frames": frames,
+            "patch_size": audio_stem.patch_size,
+        }
+    if patch_stem is None:
+        return {"input_repr": "codes"}
+    height, width = patch_stem.size
+    if height != width:  # tasks stretch images to a square
+        return {"input_repr": "codes"}
+    return {"input_repr": "patches", "input_size": height, "patch_size": patch_stem.patch_size}

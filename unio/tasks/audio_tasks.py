@@ -90,7 +90,10 @@ class AudioInputTask(Task):
     n_fft: int = 512
     hop_length: int = 160  # samples per frame (10 ms at 16 kHz)
     n_mels: int = 64
-    num_frames: int = 128  # frames of the fixed window (128 x 10 ms = 1.28 s by default)
+    # frames of the fixed window: 512 x 10 ms = 5.12 s (spoken words and most sentences; LJSpeech recipes
+    # use 1024, AST's 10.24 s); with 16 x 16 patches that is 4 x 32 = 128 encoder tokens
+    num_frames: int = 512
+    patch_size: int = 16  # spectrogram patches are 16 x 16 (AST, Unified-IO 2's audio encoder)
     condition: ClassVar[str | None] = "audio"
     uses: ClassVar[tuple[str, ...]] = ("audio",)
     patch_inputs: ClassVar[bool] = True

@@ -28,8 +28,9 @@ Inputs start with the target-modality prefix (`<to_text>`, `<to_box>`, ...), the
 then the conditioning segments (an optional region box, the image or audio codes). Targets are
 encoded with `<eos>` at the end by the pretokenizer.
 
-Image inputs (`input_repr`, on the tasks with `patch_inputs = True`): ``codes`` (the default) puts the
-image's VQ codes in the input; ``patches`` puts an `ImagePatches` placeholder span of
+Image inputs (`input_repr`, on the tasks with `patch_inputs = True`): ``codes`` puts the image's VQ
+codes in the input; ``patches`` (the default since the input comparison of docs/results.md: a model
+sees through patches, not through codes) puts an `ImagePatches` placeholder span of
 ``(input_size / patch_size)**2`` tokens there instead and the pixels in `Example.image` (HxWx3 uint8 at
 ``input_size``, the image stretched as the VQ tokenizer stretches it, so normalised coordinates are
 unchanged), for a model whose patch stem has the same ``image_size`` and ``patch_size``. Outputs (image
@@ -122,7 +123,7 @@ class Task:
     # Image inputs (module docstring): "codes" (VQ codes) | "patches" (placeholder span + pixels for the
     # model's patch stem; only where `patch_inputs`). input_size / patch_size must equal the stem's
     # image_size / patch_size; they are ignored (and left out of the cache key) for codes.
-    input_repr: str = "codes"
+    input_repr: str | None = None  # None: "patches" where `patch_inputs` (issue #12), else "codes"
     input_size: int = 64  # pixels per side the input image is stretched to (patches)
     patch_size: int = 8  # pixels per patch side (patches)
     target_modality: ClassVar[str] = "text"
@@ -137,6 +138,8 @@ class Task:
     def __post_init__(self) -> None:
         if not self.prompts or not self.eval_prompt:
             raise ValueError(f"task {self.name!r}: needs at least one training prompt and an eval prompt")
+        if self.input_repr is None:  # frozen dataclass: resolve the default once, here
+            object.__setattr__(self, "input_repr", "patches" if self.patch_inputs else "codes")
         if self.input_repr not in INPUT_REPRS:
             raise ValueError(
                 f"task {self.name!r}: field 'input_repr' must be one of {INPUT_REPRS}, got {self.input_repr!r}"
@@ -146,7 +149,7 @@ class Task:
                 raise ValueError(
                     f"task {self.name!r}: input_repr='patches' is not supported (its input has no image); "
                     "tasks with patch inputs: caption, vqa, classify, detect, ground, region_caption, "
-                    "refseg, keypoints"
+                    "refseg, keypoints, asr, audio_classify"
                 )
             for key in ("input_size", "patch_size"):
                 value = getattr(self, key)

@@ -54,6 +54,7 @@ from unio.model.benchmark import matmul_peak_flops
 from unio.model.checkpoint import TOKENIZERS, load_tokenizers, save_tokenizers
 from unio.model.guidance import drop_condition
 from unio.model.loss import LossConfig, SequenceLoss
+from unio.model.patches import check_task_inputs
 from unio.model.transformer import (
     MODEL_INPUT_KEYS,
     PATCH_KEYS,
@@ -62,6 +63,7 @@ from unio.model.transformer import (
     UnifiedTransformer,
     build_model,
 )
+from unio.tasks import make_task
 from unio.tasks.bundle import Tokenizers
 from unio.train import checkpoint as ckpt
 from unio.train.distributed import (
@@ -300,11 +302,31 @@ def train(
             f"trainer.batch_size={tcfg.batch_size} is not divisible by world_size ({info.world_size}) "
             f"x trainer.grad_accum ({tcfg.grad_accum})"
         )
+    # Fail before pretokenizing when the model cannot embed a task's patch inputs; a stem no task
+    # feeds is not built (it would get no gradient: no optimizer state to checkpoint, DDP would stall).
+    used_stems = check_task_inputs(
+        cfg.model.patch_stem,
+        cfg.model.audio_stem,
+        {
+            f"data.{d}.tasks.{n}": make_task(n, **(o or {}))
+            for d, e in cfg.data.items()
+            for n, o in e.tasks.items()
+        },
+        "unio-train",
+    )
     torch.manual_seed(tcfg.seed)
     run_dir = _run_dir(cfg, info)
     tok = _tokenizers(cfg, run_dir, info)
     train_components, val_components = _data(cfg, tok, info)
-    mixture = Mixture(train_components, cfg.mixture, info.rank, info.world_size)
+    total = tcfg.max_steps * tcfg.batch_size
+    mixture = Mixture(train_components, cfg.mixture, info.rank, info.world_size, total)
+    if cfg.mixture.warmup_fraction:
+        warm = {k: round(v, 3) for k, v in mixture.warmup_rates().items() if v}
+        print0(
+            f"visual warm-up: the first {mixture.warmup_examples} examples from {warm}"
+            if warm
+            else f"no visual warm-up: mixture.warmup_weights {dict(cfg.mixture.warmup_weights)} name no training task"
+        )
     groups = tuple(train_components) + tuple(n for n in val_components if n not in train_components)
     collator = Collator(
         tok.vocab.bos_id,
@@ -314,7 +336,8 @@ def train(
     # validation weighs whole rows (filler rows count 0), so it never packs
     val_collator = Collator(tok.vocab.bos_id, tok.vocab.pad_id, replace(collator.config, pack=False))
     torch.manual_seed(tcfg.seed)  # the same initial weights on every rank, whatever ran before
-    model = build_model(cfg.model, tok.vocab)
+    unused = {name: None for name in ("patch_stem", "audio_stem") if name not in used_stems}
+    model = build_model(replace(cfg.model, **unused), tok.vocab)
     model_config = model.config
     bf16 = tcfg.precision == "bf16" or (tcfg.precision == "auto" and info.device.type == "cuda")
     wrapped = parallelize(
