@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.bench_data import TASKS, BenchDataConfig, model_config, run, task_options, verdicts
+from scripts.bench_data import BenchDataConfig, model_config, run, task_options, verdicts
 from unio.tasks import make_task
 
 IMAGE_INPUT_TASKS = {"caption", "vqa", "classify", "detect", "ground", "region_caption", "refseg"}
