@@ -224,6 +224,29 @@ def test_loss_breakdown_weights_and_options():
         SequenceLoss(VOCAB)(logits, torch.full((2, 5), VOCAB.size - 1))
 
 
+def test_coordinate_soft_targets():
+    torch.manual_seed(0)
+    coord, bins = VOCAB.offset("coord"), VOCAB.segment_size("coord")
+    logits = torch.randn(1, 3, VOCAB.size)
+    targets = torch.tensor([[VOCAB.offset("text") + 4, coord + 10, VOCAB.eos_id]])
+    hard = SequenceLoss(VOCAB)(logits, targets)
+    soft = SequenceLoss(VOCAB, LossConfig(coord_sigma=2.0))(logits, targets)
+    ce = torch.nn.functional.cross_entropy(logits[0], targets[0], reduction="none")
+    gauss = torch.exp(-0.5 * ((torch.arange(bins) - 10.0) / 2.0) ** 2)
+    expected = -(gauss / gauss.sum() * torch.log_softmax(logits[0, 1], -1)[coord : coord + bins]).sum()
+    torch.testing.assert_close(soft.loss, (ce[0] + expected + ce[2]) / 3)  # other tokens unchanged
+    torch.testing.assert_close(soft.per_segment["text"], hard.per_segment["text"])
+
+    def loss_when_predicting(bin_: int) -> float:  # a confident prediction of one bin
+        peaked = torch.full((1, 3, VOCAB.size), -20.0)
+        peaked[0, 1, coord + bin_] = 20.0
+        return float(SequenceLoss(VOCAB, LossConfig(coord_sigma=2.0))(peaked, targets).per_segment["coord"])
+
+    assert loss_when_predicting(10) < loss_when_predicting(11) < loss_when_predicting(15)  # ordinal
+    with pytest.raises(ValueError, match="coord_sigma"):
+        LossConfig(coord_sigma=-1.0)
+
+
 def test_condition_dropout_and_null_condition():
     batch = make_inputs(text_ids(4, 6))
     none = drop_condition(batch, 0.0, VOCAB)

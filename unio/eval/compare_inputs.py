@@ -21,8 +21,17 @@ accuracy, vqa = exact match with the reference answer, ground = fraction of boxe
 distributions on the target given the scene's own image and given another scene's image (the next
 held-out scene's); 0 means the output ignores the image.
 
-The training loop is deliberately small (AdamW, linear warm-up then constant, token-mean cross
-entropy): the point is the comparison, not the recipe; `unio-train` is the real trainer.
+The training loop is small and explicit (AdamW, linear warm-up then cosine decay to 0.1 lr, token-mean
+cross entropy through `SequenceLoss`) and carries the recipe the probes and these runs found
+(docs/results.md): without it every arm learns the answer priors and ignores the image.
+
+- *A visual warm-up*: the first third of the steps draw only classify and ground, tasks no text
+  prior solves, so the cross-attention learns to read the image before the question-answering
+  task's priors are available (`MixtureConfig.warmup_*` is the same thing in `unio-train`).
+- *Grounding weighted 2x after the warm-up*: boxes need the most steps.
+- *Coordinate bins matched to the image* (conf/compare_inputs.yaml: 32 bins on 64 px scenes, 2 px
+  a bin; 1000 bins make every box coordinate a 1000-way guess).
+- The patch stem's defaults (conv stem, feature LayerNorm, sine positions as large as the content).
 """
 
 from __future__ import annotations
@@ -37,11 +46,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from unio.data.collate import IGNORE_INDEX, Collator
 from unio.data.sources.shapes import ShapesConfig, ShapesSource
 from unio.eval.dense import box_iou
+from unio.model.loss import LossConfig, SequenceLoss
 from unio.model.patches import PatchStemConfig
 from unio.model.transformer import IMAGE_KEY, MODEL_INPUT_KEYS, ModelConfig, UnifiedTransformer, build_model
 from unio.pipeline import GenerationOptions, predict_examples
@@ -78,8 +87,11 @@ class CompareConfig:
     # schedule in every arm
     visual_warmup_tasks: list[str] = field(default_factory=lambda: ["classify", "ground"])
     visual_warmup_fraction: float = 0.33
+    # After the warm-up a batch draws task t with probability proportional to task_weights[t] (default 1)
+    task_weights: dict[str, float] = field(default_factory=dict)
     lr: float = 1e-3
     warmup_steps: int = 100
+    coord_sigma: float = 0.0  # Gaussian soft targets over coordinate bins (LossConfig.coord_sigma)
     decay: str = "cosine"  # cosine | constant after the warm-up (cosine: the trainer's default, conf/optim)
     min_lr_ratio: float = 0.1  # cosine ends at lr * min_lr_ratio
     weight_decay: float = 0.01
@@ -211,22 +223,23 @@ def train_arm(
         betas=(0.9, 0.95),
     )
     collate = Collator(tok.vocab.bos_id)
+    loss_fn = SequenceLoss(tok.vocab, LossConfig(coord_sigma=cfg.coord_sigma))
     order = np.random.default_rng(cfg.seed)
     warm = np.array([i for i, row in enumerate(pool) if row["task"] in cfg.visual_warmup_tasks])
     warmup_steps = round(cfg.visual_warmup_fraction * cfg.steps) if len(warm) else 0
+    sizes = {name: sum(row["task"] == name for row in pool) for name in cfg.tasks}
+    p = np.array([cfg.task_weights.get(row["task"], 1.0) / sizes[row["task"]] for row in pool])
+    p /= p.sum()
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         if step <= warmup_steps:
             index = warm[order.integers(0, len(warm), cfg.batch_size)]
         else:
-            index = order.integers(0, len(pool), cfg.batch_size)
+            index = order.choice(len(pool), cfg.batch_size, p=p)
         batch = collate([pool[i] for i in index])
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
-        logits = _forward(model, batch)
-        loss = F.cross_entropy(
-            logits.flatten(0, 1).float(), batch["targets"].flatten(), ignore_index=IGNORE_INDEX
-        )
+        loss = loss_fn(_forward(model, batch), batch["targets"]).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

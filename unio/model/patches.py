@@ -213,11 +213,14 @@ class PatchStem(nn.Module):
         self.norm = nn.LayerNorm(features) if config.feature_norm else None
         self.proj = nn.Linear(features, d_model, bias=False)
         rows, cols = config.grid_shape
+        self.content_scale = init_std * math.sqrt(features)  # rms of a projected unit-variance feature
         self.position: nn.Parameter | None = None
         if config.position == "learned":
             self.position = nn.Parameter(torch.zeros(rows * cols, d_model))
         elif config.position == "sine":
-            table = sine_position_table(rows, cols, d_model) * (init_std * math.sqrt(2))
+            # as large as the patch content at init (a unit-variance feature through an N(0, init_std)
+            # projection): weaker, "where" is drowned by "what" and boxes learn slowly (probe box)
+            table = sine_position_table(rows, cols, d_model) * (self.content_scale * math.sqrt(2))
             self.register_buffer("sine", table, persistent=False)
         grid = torch.arange(rows * cols)
         self.register_buffer("grid_rows", grid // cols, persistent=False)
@@ -228,7 +231,7 @@ class PatchStem(nn.Module):
         """The init of the module docstring (`UnifiedTransformer` calls it after its own init)."""
         nn.init.normal_(self.proj.weight, mean=0.0, std=self.init_std)
         if self.position is not None:
-            nn.init.normal_(self.position, mean=0.0, std=self.init_std)
+            nn.init.normal_(self.position, mean=0.0, std=self.content_scale)
         for conv in self.convs:  # variance-preserving through GELU (PyTorch's default shrinks ~2x a layer)
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
             nn.init.zeros_(conv.bias)
