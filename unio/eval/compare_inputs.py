@@ -80,7 +80,7 @@ class CompareConfig:
     patch_size: int = 8
     stem_kind: str = "conv"  # linear | conv (unio/model/patches.py)
     stem_position: str = "sine"  # none | learned | sine
-    steps: int = 2000
+    steps: int = 1500
     batch_size: int = 32
     # Visual warm-up (as `MixtureConfig.warmup_*` in unio-train): the first `visual_warmup_fraction` of
     # the steps draw only these tasks (ones a text prior cannot solve), then every task; the same
@@ -88,7 +88,7 @@ class CompareConfig:
     visual_warmup_tasks: list[str] = field(default_factory=lambda: ["classify", "ground"])
     visual_warmup_fraction: float = 0.33
     # After the warm-up a batch draws task t with probability proportional to task_weights[t] (default 1)
-    task_weights: dict[str, float] = field(default_factory=dict)
+    task_weights: dict[str, float] = field(default_factory=lambda: {"ground": 2.0})
     lr: float = 1e-3
     warmup_steps: int = 100
     coord_sigma: float = 0.0  # Gaussian soft targets over coordinate bins (LossConfig.coord_sigma)
