@@ -40,7 +40,11 @@ def run_dir(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("evalrun")
     overrides = [*EVAL_TINY, f"cache_dir={root / 'cache'}", f"run_dir={root / 'run'}"]
-    train(compose_train([*overrides, "trainer.max_steps=2", "trainer.val_every=0"]))
+    cfg = compose_train([*overrides, "trainer.max_steps=2", "trainer.val_every=0"])
+    # a tones asr task, so the checkpoint has the audio stem the audio tasks' patch inputs need
+    # (unio-train builds only the stems its data feeds)
+    cfg.data["tones"] = DatasetEntry(source={"kind": "tones", "num_records": 8}, tasks={"asr": {}})
+    train(cfg)
     return root / "run"
 
 
