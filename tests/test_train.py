@@ -334,3 +334,32 @@ def test_packed_batches_train_like_unpacked_ones(tmp_path, cache_dir):
     )
     a, b = train_losses(plain.run_dir), train_losses(packed.run_dir)
     assert a.keys() == b.keys() and all(a[s] == pytest.approx(b[s], rel=1e-4) for s in a)
+
+
+def test_stems_take_part_in_every_step_for_ddp_and_fsdp():
+    """A micro-batch without images still runs the stems on an empty batch, so every parameter gets a
+    (zero) gradient: DDP and FSDP ranks then all reduce the same parameters (a rank whose micro-batch
+    had no image used to abort the two-process run)."""
+    from unio.model import ModelConfig, build_model
+    from unio.train.trainer import _model_inputs
+    from unio.vocab import Vocabulary
+
+    vocab = Vocabulary.default(text_size=100)
+    stem = {"kind": "conv", "patch_size": 8, "image_size": 16}
+    audio = {"kind": "conv", "patch_size": 16, "image_size": [16, 32]}
+    config = ModelConfig(d_model=32, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=64,
+                         patch_stem=stem, audio_stem=audio)  # fmt: skip
+    model = build_model(config, vocab)
+    ids = torch.tensor([[vocab.offset("text") + 3, vocab.offset("text") + 4]])
+    batch = {"input_ids": ids, "decoder_input_ids": ids, "targets": ids}
+    for side in ("input", "decoder"):
+        batch.update({f"{side}_modality": torch.zeros_like(ids), f"{side}_row": -torch.ones_like(ids)})
+        batch.update({f"{side}_col": -torch.ones_like(ids), f"{side}_position": torch.arange(2)[None]})
+        batch[f"{side}_mask"] = torch.ones_like(ids, dtype=torch.bool)
+    inputs = _model_inputs(batch, model.config)
+    assert inputs["input_images"].shape == (0, 3, 16, 16) and inputs["input_audio"].shape == (0, 1, 16, 32)
+    assert "input_images" not in _model_inputs(batch)  # evaluation: no empty batches
+    model(**inputs).sum().backward()
+    for name, p in model.named_parameters():
+        if name.startswith(("patch_stem", "audio_stem")):
+            assert p.grad is not None and not p.grad.any(), name

@@ -56,6 +56,8 @@ from unio.model.guidance import drop_condition
 from unio.model.loss import LossConfig, SequenceLoss
 from unio.model.patches import check_task_inputs
 from unio.model.transformer import (
+    AUDIO_KEY,
+    IMAGE_KEY,
     MODEL_INPUT_KEYS,
     PATCH_KEYS,
     SEGMENT_KEYS,
@@ -459,7 +461,7 @@ def train(
                 sync = nullcontext() if not is_ddp or i == len(batches) - 1 else wrapped.train_model.no_sync()
                 with sync:
                     with autocast:
-                        logits = wrapped.train_model(**_model_inputs(batch))
+                        logits = wrapped.train_model(**_model_inputs(batch, model_config))
                     out = loss_fn(logits, batch["targets"], batch["target_group"], num_groups)
                     fault = math.nan if step in tcfg.fault.nan_at_steps else 1.0  # tests: inject a NaN
                     (out.loss * (fault * out.num_tokens * info.world_size / global_tokens)).backward()
@@ -600,12 +602,20 @@ def train(
     )
 
 
-def _model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _model_inputs(
+    batch: dict[str, torch.Tensor], config: ModelConfig | None = None
+) -> dict[str, torch.Tensor]:
     """The model's keyword inputs from a collated batch: the token streams, plus the segment ids of
     packed rows (block-diagonal attention) and the images / spectrograms of patch inputs when the batch
-    has them."""
+    has them. With `config` (training), a stem whose input the batch lacks gets an empty batch
+    ``[0, C, H, W]``: its parameters then take part with zero gradients, which DDP and FSDP need (every
+    rank must reduce the same parameters, whatever its micro-batch holds)."""
     optional = [k for k in (*SEGMENT_KEYS, *PATCH_KEYS) if k in batch]
-    return {k: batch[k] for k in (*MODEL_INPUT_KEYS, *optional)}
+    inputs = {k: batch[k] for k in (*MODEL_INPUT_KEYS, *optional)}
+    for key, stem in ((IMAGE_KEY, config and config.patch_stem), (AUDIO_KEY, config and config.audio_stem)):
+        if stem and key not in inputs:
+            inputs[key] = torch.zeros((0, stem.channels, *stem.size), device=batch["input_ids"].device)
+    return inputs
 
 
 def _flops_per_token(model_config: ModelConfig, window: dict[str, float], batch_size: int) -> float:
