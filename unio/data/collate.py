@@ -203,20 +203,40 @@ class Collator:
         return batch
 
 
-def example_image(example: Mapping[str, Any], where: str) -> np.ndarray | None:
-    """The example's input pixels as a 3xHxW uint8 array, or None when it has none (module docstring)."""
-    value = example.get("input_image")
+def _stored_array(example: Mapping[str, Any], key: str, dtype: type, where: str) -> np.ndarray | None:
+    """`example[key]` as an array of `dtype`: raw bytes (the cache's form, shape in ``<key>_shape``) or
+    an array; None when the example has none."""
+    value = example.get(key)
     if value is None:
         return None
     if isinstance(value, bytes | bytearray | memoryview):
-        shape = example.get("input_image_shape")
+        shape = example.get(f"{key}_shape")
         if shape is None:
-            raise KeyError(f"{where}: input_image is bytes but input_image_shape is missing")
-        image = np.frombuffer(value, dtype=np.uint8).reshape([int(s) for s in shape])
-    else:
-        image = np.asarray(value)
-        if image.dtype != np.uint8:
-            raise ValueError(f"{where}: input_image must be uint8, got {image.dtype}")
+            raise KeyError(f"{where}: {key} is bytes but {key}_shape is missing")
+        return np.frombuffer(value, dtype=dtype).reshape([int(s) for s in shape])
+    array = np.asarray(value)
+    if array.dtype != dtype:
+        raise ValueError(f"{where}: {key} must be {np.dtype(dtype).name}, got {array.dtype}")
+    return array
+
+
+def _stack(arrays: Sequence[np.ndarray], what: str, tasks: str, options: str, where: str) -> torch.Tensor:
+    """Equal-shaped arrays -> one tensor [n, ...]; a batch mixing shapes is an error naming the task
+    `options` that must agree."""
+    shapes = sorted({tuple(a.shape) for a in arrays})
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{where}: the batch's input {what} have different shapes {shapes}; {tasks} mixed in one batch "
+            f"need the same {options}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(np.stack(arrays)))
+
+
+def example_image(example: Mapping[str, Any], where: str) -> np.ndarray | None:
+    """The example's input pixels as a 3xHxW uint8 array, or None when it has none (module docstring)."""
+    image = _stored_array(example, "input_image", np.uint8, where)
+    if image is None:
+        return None
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"{where}: input_image must be HxWx3, got shape {tuple(image.shape)}")
     return image.transpose(2, 0, 1)
@@ -224,30 +244,15 @@ def example_image(example: Mapping[str, Any], where: str) -> np.ndarray | None:
 
 def stack_images(images: Sequence[np.ndarray], where: str) -> torch.Tensor:
     """3xHxW uint8 arrays -> `input_images` [n, 3, H, W] (one size per batch)."""
-    shapes = sorted({tuple(im.shape) for im in images})
-    if len(shapes) > 1:
-        raise ValueError(
-            f"{where}: the batch's input images have different shapes {shapes}; patch-input tasks mixed "
-            "in one batch need the same input_size"
-        )
-    return torch.from_numpy(np.ascontiguousarray(np.stack(images)))
+    return _stack(images, "images", "patch-input tasks", "input_size", where)
 
 
 def example_audio(example: Mapping[str, Any], where: str) -> np.ndarray | None:
     """The example's input spectrogram as a 1 x mels x frames float16 array, or None when it has none
     (module docstring)."""
-    value = example.get("input_audio")
-    if value is None:
+    spectrogram = _stored_array(example, "input_audio", np.float16, where)
+    if spectrogram is None:
         return None
-    if isinstance(value, bytes | bytearray | memoryview):
-        shape = example.get("input_audio_shape")
-        if shape is None:
-            raise KeyError(f"{where}: input_audio is bytes but input_audio_shape is missing")
-        spectrogram = np.frombuffer(value, dtype=np.float16).reshape([int(s) for s in shape])
-    else:
-        spectrogram = np.asarray(value)
-        if spectrogram.dtype != np.float16:
-            raise ValueError(f"{where}: input_audio must be float16, got {spectrogram.dtype}")
     if spectrogram.ndim != 2:
         raise ValueError(f"{where}: input_audio must be mels x frames, got shape {tuple(spectrogram.shape)}")
     return spectrogram[None]
@@ -255,13 +260,7 @@ def example_audio(example: Mapping[str, Any], where: str) -> np.ndarray | None:
 
 def stack_audio(clips: Sequence[np.ndarray], where: str) -> torch.Tensor:
     """1 x mels x frames float16 arrays -> `input_audio` [n, 1, mels, frames] (one size per batch)."""
-    shapes = sorted({tuple(c.shape) for c in clips})
-    if len(shapes) > 1:
-        raise ValueError(
-            f"{where}: the batch's input spectrograms have different shapes {shapes}; audio patch-input "
-            "tasks mixed in one batch need the same n_mels and num_frames"
-        )
-    return torch.from_numpy(np.ascontiguousarray(np.stack(clips)))
+    return _stack(clips, "spectrograms", "audio patch-input tasks", "n_mels and num_frames", where)
 
 
 def collate_inputs(

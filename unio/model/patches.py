@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from unio.model.vision_encoder import VisionEncoderConfig
+from unio.model.vision_encoder import VisionEncoderConfig, unit_range_images
 from unio.vocab import CORE_SPECIAL_TOKENS, MODALITIES
 
 STEM_KINDS = ("linear", "conv", "pretrained")
@@ -244,14 +244,7 @@ class PatchStem(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         cfg = self.config
-        expected = (cfg.channels, *cfg.size)
-        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"PatchStem: expected images [B, {expected[0]}, {expected[1]}, {expected[2]}] "
-                f"(PatchStemConfig channels/image_size), got {tuple(images.shape)}"
-            )
-        dtype = self.proj.weight.dtype
-        x = images.to(dtype) / 255.0 if images.dtype == torch.uint8 else images.to(dtype)
+        x = unit_range_images(images, (cfg.channels, *cfg.size), self.proj.weight.dtype, "PatchStem")
         x = x * 2.0 - 1.0
         if cfg.kind == "conv":
             for conv in self.convs:

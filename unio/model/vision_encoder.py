@@ -151,6 +151,19 @@ class VisionEncoderConfig:
 
 
 # --------------------------------------------------------------------------------------- the ViT
+def unit_range_images(
+    images: Tensor, expected: tuple[int, int, int], dtype: torch.dtype, owner: str
+) -> Tensor:
+    """Check ``[B, C, H, W]`` against ``expected = (C, H, W)`` and map uint8 0..255 to [0, 1] (a float
+    input is taken as already in [0, 1]), in `dtype`; the input contract of every patch stem."""
+    if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+        raise ValueError(
+            f"{owner}: expected images [B, {expected[0]}, {expected[1]}, {expected[2]}] "
+            f"(PatchStemConfig channels/image_size), got {tuple(images.shape)}"
+        )
+    return images.to(dtype) / 255.0 if images.dtype == torch.uint8 else images.to(dtype)
+
+
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
         super().__init__()
@@ -306,15 +319,8 @@ class PretrainedStem(nn.Module):
         return self.grid_rows, self.grid_cols
 
     def forward(self, images: Tensor) -> Tensor:
-        cfg = self.config
-        expected = (cfg.channels, *cfg.size)
-        if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(
-                f"PretrainedStem: expected images [B, {expected[0]}, {expected[1]}, {expected[2]}] "
-                f"(PatchStemConfig channels/image_size), got {tuple(images.shape)}"
-            )
-        dtype = self.proj.weight.dtype
-        x = images.to(dtype) / 255.0 if images.dtype == torch.uint8 else images.to(dtype)
+        cfg, dtype = self.config, self.proj.weight.dtype
+        x = unit_range_images(images, (cfg.channels, *cfg.size), dtype, "PretrainedStem")
         x = (x - self.mean.to(dtype)) / self.std.to(dtype)
         with torch.no_grad():
             features = self.encoder(x)
