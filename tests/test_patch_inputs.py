@@ -289,14 +289,15 @@ def test_tiny_train_with_patch_inputs(tmp_path):
 
 
 def test_compare_inputs_smoke():
-    from unio.eval.compare_inputs import CompareConfig, compare_inputs
+    from unio.eval.compare_inputs import QUESTION_TYPES, CompareConfig, compare_inputs, question_type
     from unio.tasks.bundle import GridTokenizerConfig, TokenizersConfig
 
     model = ModelConfig(d_model=32, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=64)
     cfg = CompareConfig(
         model=model,
         tokenizers=TokenizersConfig(image=GridTokenizerConfig(tiny_seed=0)),
-        tasks=["classify", "ground"],
+        tasks=["classify", "vqa", "ground", "detect"],  # detect: scored by its standard metric (COCO AP)
+        auxiliary_tasks=["caption"],  # trained, not scored
         train_records=8,
         eval_records=4,
         image_size=32,
@@ -307,10 +308,37 @@ def test_compare_inputs_smoke():
         threads=1,
         max_eval_examples=4,
     )
-    result = compare_inputs(cfg, log=lambda _: None)
+    assert question_type("how many shapes are there?") == "how many shapes"
+    assert question_type("how many stars are there?") == "how many"
+    assert question_type("is there a red star?") == "is there" and question_type("why?") == "other"
+    lines: list[str] = []
+    result = compare_inputs(cfg, log=lines.append)
+    assert "training examples (classify 8, vqa 8, ground " in lines[0] and "caption 8)" in lines[0]
     assert list(result)[:3] == ["patches", "codes", "blind"]
     for arm in ("patches", "codes", "blind"):
-        assert set(result[arm]) == {"classify", "ground"}
+        assert set(result[arm]) == {"classify", "vqa", "ground", "detect"}
         assert all(0.0 <= v <= 1.0 for v in result[arm].values())
-    assert result["image_dependence"]["blind"] == {"classify": 0.0, "ground": 0.0}  # blank images
+        by_question = result["vqa_by_question"][arm]
+        assert by_question and set(by_question) <= set(QUESTION_TYPES) | {"other"}
+        assert all(0.0 <= v <= 1.0 for v in by_question.values())
+    assert set(result["image_dependence"]["blind"].values()) == {0.0}
+    assert result["config"]["auxiliary_tasks"] == ["caption"]
     assert result["image_dependence"]["codes"]["classify"] > 0  # swapping the image changes the output
+
+
+def test_compare_batches_follow_the_warm_up_and_the_task_weights():
+    from unio.eval.compare_inputs import CompareConfig, batch_indices
+
+    tasks = ["classify"] * 50 + ["vqa"] * 100 + ["ground"] * 50 + ["caption"] * 50 + ["detect"] * 50
+    cfg = CompareConfig(steps=600, batch_size=8, visual_warmup_fraction=0.25)
+    cfg.task_weights = {"ground": 3.0}
+    batches = [[tasks[i] for i in index] for index in batch_indices(cfg, tasks)]
+    assert len(batches) == 600 and all(len(b) == 8 for b in batches)
+    warm, rest = batches[:150], batches[150:]
+    assert all(t != "vqa" for b in warm for t in b)  # vqa is not a warm-up task
+    drawn = [t for b in rest for t in b]
+    share = {t: drawn.count(t) / len(drawn) for t in set(tasks)}
+    assert abs(share["ground"] - 3 / 7) < 0.05 and abs(share["vqa"] - 1 / 7) < 0.05  # weights, not pool sizes
+    assert [list(i) for i in batch_indices(cfg, tasks)][:5] == [list(i) for i in batch_indices(cfg, tasks)][
+        :5
+    ]

@@ -14,11 +14,11 @@ from unio.data.record import COCO_KEYPOINT_NAMES, Record
 from unio.data.sources.shapes import ShapesConfig, ShapesSource
 from unio.data.sources.shapes_audio import TonesConfig, TonesSource
 from unio.data.transforms import Compose, HorizontalFlip, ResizeToSquare
-from unio.sequence import Boxes, ImageCodes, Special, Text
+from unio.sequence import Boxes, ImageCodes, ImagePatches, Special, Text
 from unio.tasks import TASKS, Tokenizers, encode_example, make_task
 from unio.tasks.base import boxes_to_original
 from unio.tasks.bundle import tiny_grid_tokenizer
-from unio.tasks.denoise import corrupt_spans, fill_spans
+from unio.tasks.denoise import MASK_FILL, blank_cells, corrupt_spans, fill_spans
 from unio.tokenizers.coords import CoordTokenizer
 
 
@@ -233,10 +233,46 @@ def test_span_corruption_rejoins_exactly():
 
 
 def test_masked_image_corrupts_about_the_ratio(tok, shapes):
-    example = make_task("masked_image", mask_ratio=0.5).build(shapes[0], random.Random(0), tok)
+    example = make_task("masked_image", mask_ratio=0.5, input_repr="codes").build(
+        shapes[0], random.Random(0), tok
+    )
     corrupted, original = example.input[2], example.target[0]
     assert isinstance(corrupted, ImageCodes) and isinstance(original, ImageCodes)
     assert len(example.meta["masked_cells"]) == original.codes.numel() // 2
+    assert example.image is None
+
+
+def test_masked_image_patch_input_blanks_the_hidden_cells(tok, shapes):
+    """Default (patches): the visible context is the image with the hidden code cells' pixels grey;
+    the target is every code, as with code inputs; the same cells are hidden for the same seed."""
+    task = make_task("masked_image", mask_ratio=0.5)
+    assert task.input_repr == "patches" and task.vq_tokenizers() == ("image",)
+    example = task.build(shapes[0], random.Random(0), tok)
+    codes_example = make_task("masked_image", mask_ratio=0.5, input_repr="codes").build(
+        shapes[0], random.Random(0), tok
+    )
+    assert isinstance(example.input[2], ImagePatches) and isinstance(example.target[0], ImageCodes)
+    assert example.meta == codes_example.meta
+    grid_rows, grid_cols = example.target[0].codes.shape
+    pixels, side = example.image, task.input_size
+    assert pixels.shape == (side, side, 3) and pixels.dtype == np.uint8
+    visible = task.image_input(shapes[0], tok)[1]
+    cell_h, cell_w = side // grid_rows, side // grid_cols
+    hidden = set(example.meta["masked_cells"])
+    for cell in range(grid_rows * grid_cols):
+        r, c = divmod(cell, grid_cols)
+        region = (slice(r * cell_h, (r + 1) * cell_h), slice(c * cell_w, (c + 1) * cell_w))
+        if cell in hidden:
+            assert (pixels[region] == MASK_FILL).all()
+        else:
+            assert np.array_equal(pixels[region], visible[region])
+
+
+def test_blank_cells_rounds_cell_edges_for_any_grid():
+    pixels = np.zeros((10, 7, 3), dtype=np.uint8)
+    out = blank_cells(pixels, np.array([0, 8]), (3, 3))  # cells of 3-4 rows x 2-3 columns
+    assert (out[:3, :2] == MASK_FILL).all() and (out[6:, 4:] == MASK_FILL).all()
+    assert int((out == MASK_FILL).sum()) == 3 * (3 * 2 + 4 * 3) and not pixels.any()
 
 
 def test_make_task_and_missing_tokenizer_errors(text_tokenizer):

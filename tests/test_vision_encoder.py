@@ -213,3 +213,47 @@ def test_config_round_trips_through_json_and_a_hydra_override(tmp_path):
     assert (
         load_file(str(weights)).keys() == build_model(from_yaml, VOCAB).patch_stem.encoder.state_dict().keys()
     )
+
+
+def test_checkpoint_is_self_contained_without_the_original_weights_file(tmp_path, text_tokenizer):
+    """load_model reads the frozen ViT from the checkpoint's own weights file: the configured file
+    may be gone; the loaded model keeps the run's config (so a re-save records the same thing)."""
+    from unio.model.checkpoint import load_model, save_model_files, save_tokenizers
+    from unio.tasks.bundle import Tokenizers
+
+    weights = tmp_path / "vit.safetensors"
+    save_random_vit(weights, seed=3)
+    tok = Tokenizers.create(text_tokenizer)
+    cfg = ModelConfig(**BASE, patch_stem=stem_config(weights))
+    torch.manual_seed(0)
+    model = build_model(cfg, tok.vocab).eval()
+    tokenizers = save_tokenizers(tok, tmp_path / "tokenizers")
+    save_model_files(tmp_path / "ckpt", model.state_dict(), model.config, tok.vocab, tokenizers)
+    weights.unlink()
+    loaded, _ = load_model(tmp_path / "ckpt")
+    assert loaded.config == model.config and loaded.config.patch_stem.pretrained.weights == str(weights)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.patch_stem(pictures(2)), model.patch_stem(pictures(2)))
+
+
+@pytest.mark.parametrize("variant", [{}, {"class_token": False, "layer": 0}])
+def test_forward_flops_match_torch_flop_counter(tmp_path, variant):
+    """`VisionEncoderConfig.forward_flops` and `patch_stem_flops` (kind=pretrained) against
+    torch.utils.flop_counter on the tiny ViT (attention through SDPA's math backend, whose matmuls the
+    counter sees; it does not count the fused CPU kernel)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from unio.model.benchmark import patch_stem_flops
+
+    save_random_vit(tmp_path / "vit.safetensors", **variant)
+    stem = build_model(
+        ModelConfig(**BASE, patch_stem=stem_config(tmp_path / "vit.safetensors", **variant)), VOCAB
+    )
+    stem = stem.patch_stem
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+        stem(pictures(1))
+    assert patch_stem_flops(stem.config, BASE["d_model"]) == counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+        stem.encoder(pictures(1).float() / 255)
+    assert stem.config.pretrained.forward_flops() == counter.get_total_flops()

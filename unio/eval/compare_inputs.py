@@ -2,7 +2,8 @@
 or neither?
 
 Three arms train the same model (preset, seed, data, steps, batch, optimiser) on one multitask mixture
-of shapes-world scenes (classify, vqa, ground by default) and are evaluated on held-out scenes:
+of shapes-world scenes (classify, vqa, ground, evaluated; caption and detect, auxiliary: trained only)
+and are evaluated on held-out scenes:
 
     patches   the input image as pixels through the model's patch stem (``input_repr: patches``)
     codes     the input image as VQ codes of the configured image tokenizer (``input_repr: codes``)
@@ -25,10 +26,13 @@ The training loop is small and explicit (AdamW, linear warm-up then cosine decay
 cross entropy through `SequenceLoss`) and carries the recipe the probes and these runs found
 (docs/results.md): without it every arm learns the answer priors and ignores the image.
 
-- *A visual warm-up*: the first third of the steps draw only classify and ground, tasks no text
-  prior solves, so the cross-attention learns to read the image before the question-answering
-  task's priors are available (`MixtureConfig.warmup_*` is the same thing in `unio-train`).
-- *Grounding weighted 2x after the warm-up*: boxes need the most steps.
+- *Dense auxiliary tasks*: captions and detection in the mixture. Every token of their targets
+  depends on the image (each object's size, colour and kind; each object's box), so one image gives
+  tens of supervised tokens instead of a one-word answer; VQA and grounding reuse what they teach.
+- *A visual warm-up*: the first third of the steps draw only classify, ground, caption and detect,
+  tasks no text prior solves, so the cross-attention learns to read the image before the
+  question-answering task's priors are available (`MixtureConfig.warmup_*` in `unio-train`).
+- *Task weights after the warm-up* (`task_weights`): grounding 2x.
 - *Coordinate bins matched to the image* (conf/compare_inputs.yaml: 32 bins on 64 px scenes, 2 px
   a bin; 1000 bins make every box coordinate a 1000-way guess).
 - The patch stem's defaults (conv stem, feature LayerNorm, sine positions as large as the content).
@@ -40,7 +44,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -50,6 +54,8 @@ import torch
 from unio.data.collate import IGNORE_INDEX, Collator
 from unio.data.sources.shapes import ShapesConfig, ShapesSource
 from unio.eval.dense import box_iou
+from unio.eval.evaluate import references
+from unio.eval.metrics import HEADLINE, METRICS
 from unio.model.loss import LossConfig, SequenceLoss
 from unio.model.patches import PatchStemConfig
 from unio.model.transformer import IMAGE_KEY, MODEL_INPUT_KEYS, ModelConfig, UnifiedTransformer, build_model
@@ -62,7 +68,15 @@ TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "classify": {"classes": ["circle", "square", "triangle", "diamond", "star", "person"]},
     "vqa": {},
     "ground": {},
+    "caption": {},
+    "detect": {},
 }
+# Tasks scored per item by `score` (the issue's metrics); the others by their standard corpus metric
+# (`HEADLINE` of unio/eval/metrics.py: caption CIDEr-D, detect COCO box AP)
+ITEM_SCORED = ("classify", "vqa", "ground")
+# Shapes-world question kinds (unio/data/sources/shapes.py `_questions`), for the per-kind VQA accuracy;
+# "how many shapes" before "how many" (counting all shapes vs one kind)
+QUESTION_TYPES = ("how many shapes", "how many", "what color", "what shape", "where", "what size", "is there")
 
 
 @dataclass
@@ -72,7 +86,11 @@ class CompareConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizers: TokenizersConfig = field(default_factory=TokenizersConfig)
     arms: list[str] = field(default_factory=lambda: list(ARMS))
-    tasks: list[str] = field(default_factory=lambda: list(TASK_OPTIONS))
+    tasks: list[str] = field(default_factory=lambda: list(ITEM_SCORED))  # trained and evaluated
+    # Trained, not evaluated: dense targets that all depend on the image (a caption names every
+    # object's size, colour and kind; detection gives every object's box), which teach the model to
+    # read the image far faster than one short answer per image does (docs/results.md)
+    auxiliary_tasks: list[str] = field(default_factory=lambda: ["caption", "detect"])
     train_records: int = 4000  # shapes-world training scenes (split train)
     eval_records: int = 200  # held-out scenes (split val)
     image_size: int = 64  # scene size in pixels
@@ -85,7 +103,9 @@ class CompareConfig:
     # Visual warm-up (as `MixtureConfig.warmup_*` in unio-train): the first `visual_warmup_fraction` of
     # the steps draw only these tasks (ones a text prior cannot solve), then every task; the same
     # schedule in every arm
-    visual_warmup_tasks: list[str] = field(default_factory=lambda: ["classify", "ground"])
+    visual_warmup_tasks: list[str] = field(
+        default_factory=lambda: ["classify", "ground", "caption", "detect"]
+    )
     visual_warmup_fraction: float = 0.33
     # After the warm-up a batch draws task t with probability proportional to task_weights[t] (default 1)
     task_weights: dict[str, float] = field(default_factory=lambda: {"ground": 2.0})
@@ -98,10 +118,17 @@ class CompareConfig:
     seed: int = 0
     threads: int = 2
     eval_batch_size: int = 50
+    max_new_tokens: int = 64  # generation length limit (a 4-object detection or caption needs ~30)
     max_eval_examples: int | None = None  # per task (None = every item of the held-out scenes)
 
+    @property
+    def trained_tasks(self) -> list[str]:
+        return list(dict.fromkeys(self.tasks + self.auxiliary_tasks))
+
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.arms) - set(ARMS)) + sorted(set(self.tasks) - set(TASK_OPTIONS))
+        unknown = sorted(set(self.arms) - set(ARMS)) + sorted(
+            set(self.tasks + self.auxiliary_tasks) - set(TASK_OPTIONS)
+        )
         if unknown:
             raise ValueError(
                 f"compare_inputs: unknown arms/tasks {unknown}; arms {ARMS}, tasks {list(TASK_OPTIONS)}"
@@ -166,7 +193,7 @@ def _examples(arm: str, cfg: CompareConfig, tok: Tokenizers, records: list, trai
     seeded choice of item; evaluation: every item with the eval prompt). Same records, same seeds in
     every arm, so only the image input differs."""
     out = {}
-    for name in cfg.tasks:
+    for name in cfg.trained_tasks if train else cfg.tasks:
         task = _task(name, arm, cfg)
         examples = []
         for index, record in enumerate(records):
@@ -208,6 +235,25 @@ def learning_rate(cfg: CompareConfig, step: int) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def batch_indices(cfg: CompareConfig, tasks: list[str]) -> Iterator[np.ndarray]:
+    """The pool rows of each step's batch (``tasks[i]`` = row i's task); the same in every arm.
+
+    Warm-up steps draw rows of the visual warm-up tasks uniformly; later steps draw row i with
+    probability ``task_weights[task] / rows of that task``, so a batch mixes tasks."""
+    order = np.random.default_rng(cfg.seed)
+    labels = np.array(tasks)
+    warm = np.flatnonzero(np.isin(labels, cfg.visual_warmup_tasks))
+    warmup_steps = round(cfg.visual_warmup_fraction * cfg.steps) if len(warm) else 0
+    sizes = {name: int((labels == name).sum()) for name in set(tasks)}
+    p = np.array([cfg.task_weights.get(t, 1.0) / sizes[t] for t in tasks])
+    p /= p.sum()
+    for step in range(1, cfg.steps + 1):
+        if step <= warmup_steps:
+            yield warm[order.integers(0, len(warm), cfg.batch_size)]
+        else:
+            yield order.choice(len(tasks), cfg.batch_size, p=p)
+
+
 def train_arm(
     arm: str, cfg: CompareConfig, tok: Tokenizers, pool: list[dict[str, Any]], log: Callable[[str], None]
 ) -> UnifiedTransformer:
@@ -224,18 +270,8 @@ def train_arm(
     )
     collate = Collator(tok.vocab.bos_id)
     loss_fn = SequenceLoss(tok.vocab, LossConfig(coord_sigma=cfg.coord_sigma))
-    order = np.random.default_rng(cfg.seed)
-    warm = np.array([i for i, row in enumerate(pool) if row["task"] in cfg.visual_warmup_tasks])
-    warmup_steps = round(cfg.visual_warmup_fraction * cfg.steps) if len(warm) else 0
-    sizes = {name: sum(row["task"] == name for row in pool) for name in cfg.tasks}
-    p = np.array([cfg.task_weights.get(row["task"], 1.0) / sizes[row["task"]] for row in pool])
-    p /= p.sum()
     start = time.perf_counter()
-    for step in range(1, cfg.steps + 1):
-        if step <= warmup_steps:
-            index = warm[order.integers(0, len(warm), cfg.batch_size)]
-        else:
-            index = order.choice(len(pool), cfg.batch_size, p=p)
+    for step, index in enumerate(batch_indices(cfg, [row["task"] for row in pool]), start=1):
         batch = collate([pool[i] for i in index])
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
@@ -286,33 +322,48 @@ def image_dependence(
     return total / max(count, 1)
 
 
+def question_type(question: str) -> str:
+    """The kind of a shapes-world question (`QUESTION_TYPES`; "other" for none)."""
+    return next((t for t in QUESTION_TYPES if question.startswith(t)), "other")
+
+
 def evaluate_arm(
     arm: str,
     model: UnifiedTransformer,
     cfg: CompareConfig,
     tok: Tokenizers,
     records: list,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """(metric per task, image dependence per task) on the held-out `records`."""
+) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """(metric per task, image dependence per task, vqa accuracy per `question_type`) on the held-out
+    `records`."""
     if arm == "codes":
         records = _with_codes(records, tok)
     own = _examples(arm, cfg, tok, records, train=False)
     # another scene's image: the next record's, with this record's objects, questions and targets
     other = _examples(arm, cfg, tok, _swap_images(records), train=False)
-    metrics, dependence = {}, {}
-    options = GenerationOptions(batch_size=cfg.eval_batch_size, max_new_tokens=32)
+    metrics, dependence, by_question = {}, {}, {}
+    options = GenerationOptions(batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
     for name in cfg.tasks:
         task = _task(name, arm, cfg)
         raw = predict_examples(model, tok, task, own[name], options)
-        scores = [score(name, r.prediction, e.meta) for r, e in zip(raw, own[name], strict=True)]
-        metrics[name] = round(float(np.mean(scores)) if scores else 0.0, 4)
+        if name in ITEM_SCORED:
+            scores = [score(name, r.prediction, e.meta) for r, e in zip(raw, own[name], strict=True)]
+            metrics[name] = round(float(np.mean(scores)) if scores else 0.0, 4)
+            if name == "vqa":
+                kinds = [question_type(e.meta["question"]) for e in own[name]]
+                for kind in sorted(set(kinds)):
+                    hits = [s for s, k in zip(scores, kinds, strict=True) if k == kind]
+                    by_question[kind] = round(float(np.mean(hits)), 4)
+        else:
+            refs = [references(name, e.meta) for e in own[name]]
+            metrics[name] = round(METRICS[name]([r.prediction for r in raw], refs)[HEADLINE[name]], 4)
         dependence[name] = round(image_dependence(model, tok, own[name], other[name], cfg.eval_batch_size), 4)
-    return metrics, dependence
+    return metrics, dependence, by_question
 
 
 def compare_inputs(cfg: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train and evaluate every arm; returns ``{arm: {task: metric}, "image_dependence": {arm: {task:
-    tv}}, "seconds": {arm: s}, "config": {...}}``."""
+    tv}}, "vqa_by_question": {arm: {question type: accuracy}}, "seconds": {arm: s}, "config": {...}}``."""
     torch.set_num_threads(cfg.threads)
     tok = Tokenizers.from_config(cfg.tokenizers)
     shapes = dict(image_size=cfg.image_size, seed=cfg.seed)
@@ -321,17 +372,20 @@ def compare_inputs(cfg: CompareConfig, log: Callable[[str], None] = print) -> di
     train_records = [train_source[i] for i in range(len(train_source))]
     eval_records = [eval_source[i] for i in range(len(eval_source))]
     result: dict[str, Any] = {arm: {} for arm in cfg.arms}  # arms first: the JSON line reads left to right
-    result.update(image_dependence={}, seconds={})
+    result.update(image_dependence={}, vqa_by_question={}, seconds={})
     for arm in cfg.arms:
         begin = time.perf_counter()
         records = _with_codes(train_records, tok) if arm == "codes" else train_records
         per_task = _examples(arm, cfg, tok, records, train=True)
-        pool = [{**_row(e, tok), "task": name} for name in cfg.tasks for e in per_task[name]]
+        pool = [{**_row(e, tok), "task": name} for name in cfg.trained_tasks for e in per_task[name]]
         log(
             f"{arm}: {len(pool)} training examples ({', '.join(f'{k} {len(v)}' for k, v in per_task.items())})"
         )
         model = train_arm(arm, cfg, tok, pool, log)
-        result[arm], result["image_dependence"][arm] = evaluate_arm(arm, model, cfg, tok, eval_records)
+        metrics, dependence, by_question = evaluate_arm(arm, model, cfg, tok, eval_records)
+        result[arm], result["image_dependence"][arm] = metrics, dependence
+        if by_question:
+            result["vqa_by_question"][arm] = by_question
         result["seconds"][arm] = round(time.perf_counter() - begin, 1)
         log(
             f"{arm}: {json.dumps(result[arm])} image dependence {json.dumps(result['image_dependence'][arm])}"
@@ -342,6 +396,7 @@ def compare_inputs(cfg: CompareConfig, log: Callable[[str], None] = print) -> di
         "train_records": cfg.train_records,
         "eval_records": cfg.eval_records,
         "tasks": list(cfg.tasks),
+        "auxiliary_tasks": list(cfg.auxiliary_tasks),
         "stem": f"{cfg.stem_kind}/{cfg.patch_size}px/{cfg.stem_position}",
         "seed": cfg.seed,
     }

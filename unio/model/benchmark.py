@@ -205,10 +205,10 @@ def patch_stem_flops(stem: PatchStemConfig, d_model: int) -> float:
     `ModelConfig.forward_flops` (which leaves the stem out), norms, GELU and the position add are not
     counted. kind=conv: each 3x3 stride-2 conv (padding 1) halves the side, ``2 * h * w * c_out *
     c_in * 9``; then the projection ``2 * N * features * d_model`` (features = last conv width, or
-    ``C * p**2`` for kind=linear). Other kinds (a pretrained encoder) are refused: their cost is the
-    encoder's own."""
-    if stem.kind not in ("conv", "linear"):
-        raise ValueError(f"patch_stem_flops: counts kind conv or linear stems only, got kind {stem.kind!r}")
+    ``C * p**2`` for kind=linear). kind=pretrained: the frozen ViT's forward
+    (`VisionEncoderConfig.forward_flops`) plus the projection ``2 * N * width * d_model``."""
+    if stem.kind == "pretrained":
+        return stem.pretrained.forward_flops() + 2.0 * stem.num_patches * stem.pretrained.width * d_model
     h, w = stem.size
     flops, c_in = 0.0, stem.channels
     for width in stem.conv_widths():

@@ -21,7 +21,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -231,7 +231,14 @@ def load_model(
         raise FileNotFoundError(f"{path}: missing weights {WEIGHTS}") from None
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{path / WEIGHTS}: corrupt safetensors file ({err})") from None
-    model = UnifiedTransformer(config)
+    stem, built = config.patch_stem, config
+    if stem is not None and stem.kind == "pretrained":
+        # the frozen ViT's weights are in this checkpoint: read them here, not from the file the run
+        # was configured with (it may have moved); the model keeps the run's config
+        vit = replace(stem.pretrained, weights=str(path / WEIGHTS), prefix="patch_stem.encoder.")
+        built = replace(config, patch_stem=replace(stem, pretrained=vit))
+    model = UnifiedTransformer(built)
+    model.config = config
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise ValueError(

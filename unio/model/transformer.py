@@ -162,8 +162,8 @@ class ModelConfig:
 
         Counts projections, attention scores and weighted sums, cross-attention keys/values over the
         encoder tokens, and the output projection; ignores norms, activations and softmax (< 1%).
-        Training costs about 3x this (backward = 2x forward). The patch stem is not counted (a linear
-        stem is ``2 * N * C * p**2 * d_model`` per image, under 2% of the encoder at the presets)."""
+        Training costs about 3x this (backward = 2x forward). The patch stem is not counted:
+        `unio.model.benchmark.patch_stem_flops` gives it per image (conv, linear, or a frozen ViT)."""
         d, inner, ff, L, T = self.d_model, self.inner_dim, self.d_ff, input_len, target_len
         proj = 4 * d * inner  # q, k, v, out
         mlp = 3 * d * ff

@@ -28,9 +28,10 @@ trainable ``LayerNorm`` (``PatchStemConfig.feature_norm``) and ``Linear(width, d
 Frozen means: ``requires_grad=False`` (optimizers skip the parameters; unio/train/optim.py), the
 encoder stays in eval mode when the model is put in train mode, and it runs under ``torch.no_grad``.
 Its weights are ordinary (frozen) parameters of the model, so a unio checkpoint holds them and is
-self-contained; building the model still reads ``weights`` (the file must exist where the config
-says). Images arrive as uint8 (or float in [0, 1]) and are normalised with ``mean`` / ``std``
-(ImageNet's by default; OpenAI CLIP uses its own, see docs).
+self-contained: `unio.model.checkpoint.load_model` reads them from the checkpoint's own weights file
+(``weights`` pointed there with ``prefix="patch_stem.encoder."``), so the original file may move or
+go once a run has saved a checkpoint. Images arrive as uint8 (or float in [0, 1]) and are normalised
+with ``mean`` / ``std`` (ImageNet's by default; OpenAI CLIP uses its own, see docs).
 """
 
 from __future__ import annotations
@@ -42,8 +43,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 ACTIVATIONS = ("gelu", "quick_gelu")
@@ -58,6 +58,9 @@ class VisionEncoderConfig:
     The defaults are timm's ViT-B/16 at 224 px; every field must describe the weights file."""
 
     weights: str = ""  # path to a .safetensors file holding the ViT's state dict (required)
+    # the ViT's keys in that file start with this (a unio checkpoint: "patch_stem.encoder."); "" = a
+    # file of the ViT alone. Keys without it are ignored.
+    prefix: str = ""
     patch_size: int = 16
     image_size: Any = 224  # input side, or [height, width]; must match pos_embed (no interpolation)
     width: int = 768  # embed_dim
@@ -140,6 +143,20 @@ class VisionEncoderConfig:
         count += 2 * w * (self.pre_norm + 1)  # norm_pre, norm
         block = 4 * w + (3 * w * w + 3 * w) + (w * w + w) + (w * h + h) + (h * w + w)
         return count + self.depth * block
+
+    @property
+    def blocks_run(self) -> int:
+        """Blocks the forward pass runs: up to and including ``layer``."""
+        return self.layer + 1 if self.layer >= 0 else self.depth + self.layer + 1
+
+    def forward_flops(self) -> float:
+        """Matmul FLOPs (2 per multiply-add) of the ViT on one image, counted as
+        `ModelConfig.forward_flops` counts (no norms, activations or softmax): the patch embedding, and
+        per block run the qkv and output projections, attention scores and weighted sums, and the MLP."""
+        n, w, tokens = self.num_patches, self.width, self.num_patches + self.class_token
+        embed = n * self.channels * self.patch_size**2 * w
+        block = tokens * (4 * w * w + 2 * w * self.hidden) + 2 * tokens * tokens * w
+        return 2.0 * (embed + self.blocks_run * block)
 
     @classmethod
     def from_dict(cls, data: Mapping, source: str = "pretrained") -> VisionEncoderConfig:
@@ -254,7 +271,9 @@ def load_vision_encoder(config: VisionEncoderConfig) -> VisionTransformer:
             ".safetensors file there; nothing is downloaded)"
         )
     try:
-        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as file:
+            names = [k for k in file.keys() if k.startswith(config.prefix)]  # noqa: SIM118 (not a dict)
+            tensors = {k[len(config.prefix) :]: file.get_tensor(k) for k in names}
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
     with torch.device("meta"):
@@ -269,7 +288,8 @@ def load_vision_encoder(config: VisionEncoderConfig) -> VisionTransformer:
     )
     if missing or unexpected or shapes:
         raise ValueError(
-            f"{path}: weights do not fit the VisionEncoderConfig (width {config.width}, depth "
+            f"{path}: weights{f' under {config.prefix!r}' if config.prefix else ''} do not fit the "
+            f"VisionEncoderConfig (width {config.width}, depth "
             f"{config.depth}, patch_size {config.patch_size}, image_size {config.image_size}, class_token "
             f"{config.class_token}, pre_norm {config.pre_norm}): missing keys {missing[:8]}, unexpected "
             f"keys {unexpected[:8]}, shape mismatches {shapes[:8]}"

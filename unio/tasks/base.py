@@ -149,7 +149,7 @@ class Task:
                 raise ValueError(
                     f"task {self.name!r}: input_repr='patches' is not supported (its input has no image); "
                     "tasks with patch inputs: caption, vqa, classify, detect, ground, region_caption, "
-                    "refseg, keypoints, asr, audio_classify"
+                    "refseg, keypoints, masked_image, asr, audio_classify"
                 )
             for key in ("input_size", "patch_size"):
                 value = getattr(self, key)

@@ -2,7 +2,7 @@
 
     span_corruption  <to_text> "Fill in the missing spans." "a red <extra_id_0> on a <extra_id_1> background."
                      -> <extra_id_0> "circle" <extra_id_1> "plain" <eos>
-    masked_image     <to_image> "Restore the corrupted image." <image> codes, some replaced </image>
+    masked_image     <to_image> "Restore the corrupted image." <image> patches, some blanked </image>
                      -> <image> original codes </image> <eos>
 
 Span corruption works on words (whitespace-separated), not SentencePiece pieces, so the input and
@@ -10,9 +10,12 @@ the spans are readable text and join back into the original exactly: replace eac
 input by its span. As in T5, about `noise_density` of the words are masked in spans of mean length
 `mean_span_length`, and spans alternate with kept text starting with kept text.
 
-Masked image modelling replaces a random `mask_ratio` of the image codes with random codes (the
-vocabulary has no per-cell mask token, and a random code is what BERT-style corruption does) and asks
-for the whole original grid.
+Masked image modelling hides a random `mask_ratio` of the image tokenizer's code cells and asks for
+the whole original grid of codes. With patch inputs (the default, as every image input: issue #12) the
+visible context is the image with the hidden cells' pixels set to mid-grey (`blank_cells`; the grey
+is 0 after the stem's input scaling, as MAE's removed patches contribute nothing); with
+``input_repr: codes`` the hidden cells' codes are replaced by random codes (the vocabulary has no
+per-cell mask token, and a random code is what BERT-style corruption does).
 """
 
 from __future__ import annotations
@@ -143,6 +146,24 @@ class SpanCorruptionTask(Task):
         return spans
 
 
+MASK_FILL = 128  # masked pixels: mid-grey, i.e. 0 after the stems' [-1, 1] input scaling
+
+
+def blank_cells(pixels: np.ndarray, cells: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """`pixels` (HxWx3 uint8) with the regions of the code cells `cells` (row-major indices into a
+    `grid` of rows x cols over the whole image) set to `MASK_FILL`: the visible context of masked-image
+    modelling as a patch input. Cell edges are rounded, so any grid fits any image size."""
+    height, width = pixels.shape[:2]
+    rows, cols = grid
+    out = pixels.copy()
+    for cell in np.asarray(cells).tolist():
+        r, c = divmod(int(cell), cols)
+        out[r * height // rows : (r + 1) * height // rows, c * width // cols : (c + 1) * width // cols] = (
+            MASK_FILL
+        )
+    return out
+
+
 @dataclass(frozen=True)
 class MaskedImageTask(Task):
     name: str = "masked_image"
@@ -156,6 +177,7 @@ class MaskedImageTask(Task):
     target_modality: ClassVar[str] = "image"
     metric: ClassVar[str] = "psnr"
     uses: ClassVar[tuple[str, ...]] = ("image",)
+    patch_inputs: ClassVar[bool] = True  # the visible context as pixels, the masked cells blanked
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -173,12 +195,19 @@ class MaskedImageTask(Task):
         generator = np.random.default_rng(rng.getrandbits(64))
         count = max(1, round(self.mask_ratio * codes.numel()))
         cells = generator.choice(codes.numel(), size=count, replace=False)
-        corrupted = codes.clone().reshape(-1)
-        corrupted[torch.from_numpy(cells)] = torch.from_numpy(
-            generator.integers(0, tok.image.codebook_size, size=count)
-        ).long()
-        inputs = [self.prefix(), Text(self.prompt(rng, train)), ImageCodes(corrupted.reshape(codes.shape))]
-        return Example(inputs, [ImageCodes(codes)], {"masked_cells": sorted(int(c) for c in cells)})
+        pixels = None
+        if self.input_repr == "patches":
+            visual, pixels = self.image_input(record, tok)
+            pixels = blank_cells(pixels, cells, tuple(codes.shape))
+        else:
+            corrupted = codes.clone().reshape(-1)
+            corrupted[torch.from_numpy(cells)] = torch.from_numpy(
+                generator.integers(0, tok.image.codebook_size, size=count)
+            ).long()
+            visual = ImageCodes(corrupted.reshape(codes.shape))
+        inputs = [self.prefix(), Text(self.prompt(rng, train)), visual]
+        meta = {"masked_cells": sorted(int(c) for c in cells)}
+        return Example(inputs, [ImageCodes(codes)], meta, image=pixels)
 
     def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> np.ndarray | None:
         codes = next((s for s in segments if isinstance(s, ImageCodes)), None)
