@@ -58,7 +58,7 @@ from unio.eval.evaluate import references
 from unio.eval.metrics import HEADLINE, METRICS
 from unio.model.loss import LossConfig, SequenceLoss
 from unio.model.patches import PatchStemConfig
-from unio.model.transformer import IMAGE_KEY, MODEL_INPUT_KEYS, ModelConfig, UnifiedTransformer, build_model
+from unio.model.transformer import ModelConfig, UnifiedTransformer, build_model
 from unio.pipeline import GenerationOptions, predict_examples
 from unio.tasks import Example, Tokenizers, encode_example, make_task
 from unio.tasks.bundle import TokenizersConfig
@@ -126,9 +126,7 @@ class CompareConfig:
         return list(dict.fromkeys(self.tasks + self.auxiliary_tasks))
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.arms) - set(ARMS)) + sorted(
-            set(self.tasks + self.auxiliary_tasks) - set(TASK_OPTIONS)
-        )
+        unknown = sorted(set(self.arms) - set(ARMS)) + sorted(set(self.trained_tasks) - set(TASK_OPTIONS))
         if unknown:
             raise ValueError(
                 f"compare_inputs: unknown arms/tasks {unknown}; arms {ARMS}, tasks {list(TASK_OPTIONS)}"
@@ -220,11 +218,6 @@ def _row(example: Example, tok: Tokenizers) -> dict[str, Any]:
     return row
 
 
-def _forward(model: UnifiedTransformer, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    images = {IMAGE_KEY: batch[IMAGE_KEY]} if IMAGE_KEY in batch else {}
-    return model(**{k: batch[k] for k in MODEL_INPUT_KEYS}, **images)
-
-
 def learning_rate(cfg: CompareConfig, step: int) -> float:
     """Linear warm-up to `lr`, then constant or cosine down to ``lr * min_lr_ratio`` at the last step."""
     if step <= cfg.warmup_steps:
@@ -275,7 +268,7 @@ def train_arm(
         batch = collate([pool[i] for i in index])
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
-        loss = loss_fn(_forward(model, batch), batch["targets"]).loss
+        loss = loss_fn(model.forward_batch(batch), batch["targets"]).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -312,7 +305,7 @@ def image_dependence(
     for start in range(0, len(own), batch_size):
         a = collate([_row(e, tok) for e in own[start : start + batch_size]])
         b = collate([_row(e, tok) for e in swapped[start : start + batch_size]])
-        p, q = _forward(model, a).float().softmax(-1), _forward(model, b).float().softmax(-1)
+        p, q = model.forward_batch(a).float().softmax(-1), model.forward_batch(b).float().softmax(-1)
         if p.shape != q.shape:  # inputs of other lengths pad differently; compare on the shared targets
             raise ValueError("compare_inputs: swapped examples must have the same targets")
         real = a["targets"] != IGNORE_INDEX
