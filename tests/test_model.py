@@ -191,6 +191,20 @@ def test_forward_batch_and_training_step():
         model.forward_batch({k: v for k, v in batch.items() if k != "decoder_row"})
 
 
+def test_targets_only_logits_are_the_full_logits_at_real_targets():
+    model = tiny_model().eval()
+    batch = {**make_inputs(text_ids(2, 6)), **make_inputs(text_ids(2, 4, seed=1), "decoder")}
+    batch["targets"] = text_ids(2, 4, seed=5)
+    batch["targets"][1, 2:] = -100
+    full = model.forward_batch(batch)
+    real = batch["targets"] != -100
+    few = model.forward_batch(batch, targets_only=True)
+    assert few.shape == (6, full.shape[-1])
+    torch.testing.assert_close(few, full[real], rtol=1e-5, atol=1e-5)
+    loss = SequenceLoss(VOCAB)
+    torch.testing.assert_close(loss(few, batch["targets"][real]).loss, loss(full, batch["targets"]).loss)
+
+
 def test_loss_breakdown_weights_and_options():
     torch.manual_seed(0)
     logits = torch.randn(2, 5, VOCAB.size)

@@ -326,6 +326,23 @@ def test_compare_inputs_smoke():
     assert result["image_dependence"]["codes"]["classify"] > 0  # swapping the image changes the output
 
 
+def test_compare_blind_arm_sees_the_prompt_alone(tok):
+    from unio.eval.compare_inputs import CompareConfig, _examples, _model
+    from unio.sequence import ImagePatches
+
+    cfg = CompareConfig(tasks=["classify", "vqa"], auxiliary_tasks=[], image_size=32, input_size=32)
+    records = [ShapesSource(ShapesConfig(num_records=2, image_size=32, seed=0))[i] for i in range(2)]
+    seen = _examples("patches", cfg, tok, records, train=True)
+    blind = _examples("blind", cfg, tok, records, train=True)
+    for name in ("classify", "vqa"):
+        for with_image, without in zip(seen[name], blind[name], strict=True):
+            assert with_image.image is not None and without.image is None
+            assert [s for s in with_image.input if not isinstance(s, ImagePatches)] == without.input
+            assert with_image.target == without.target
+    assert _model("blind", cfg, tok).config.patch_stem is None
+    assert _model("patches", cfg, tok).config.patch_stem is not None
+
+
 def test_compare_batches_follow_the_warm_up_and_the_task_weights():
     from unio.eval.compare_inputs import CompareConfig, batch_indices
 

@@ -92,6 +92,7 @@ class ProbeConfig:
     stem_position: str = "sine"  # PatchStemConfig.position: none | learned | sine
     patch_size: int = 8  # 4x4 = 16 patches at 32 px: as many input tokens as the tiny VQ tokenizer's codes
     conv_width: int = 32
+    conv_depth: int = 1  # PatchStemConfig.conv_depth
     stem_norm: bool = True  # PatchStemConfig.feature_norm
     image_size: int = 32  # pixels per side of the generated images
     coord_bins: int = 32  # box probe: coordinate bins over the image side
@@ -129,6 +130,7 @@ class ProbeConfig:
             image_size=self.image_size,
             position=self.stem_position,
             conv_width=self.conv_width,
+            conv_depth=self.conv_depth,
             feature_norm=self.stem_norm,
         )
 
@@ -138,7 +140,9 @@ class ProbeConfig:
         if self.input_repr == "codes":
             return "codes"
         norm = "" if self.stem_norm else "/no-norm"
-        return f"{self.stem_kind}/{self.stem_position}/p{self.patch_size}{norm}"
+        depth = f"/d{self.conv_depth}" if self.stem_kind == "conv" and self.conv_depth != 1 else ""
+        width = f"/w{self.conv_width}" if self.stem_kind == "conv" and self.conv_width != 32 else ""
+        return f"{self.stem_kind}/{self.stem_position}/p{self.patch_size}{width}{depth}{norm}"
 
 
 @dataclass
@@ -457,10 +461,9 @@ class ProbeRun:
             start = time.perf_counter()
             index = torch.randint(n, (cfg.batch_size,), generator=sampler).tolist()
             batch = self.batch(self.train, index)
-            logits = model.forward_batch(batch)
-            loss = F.cross_entropy(
-                logits.flatten(0, 1).float(), batch["targets"].flatten(), ignore_index=IGNORE_INDEX
-            )
+            targets = batch["targets"]
+            logits = model.forward_batch(batch, targets_only=True)
+            loss = F.cross_entropy(logits.float(), targets[targets != IGNORE_INDEX])
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

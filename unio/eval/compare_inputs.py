@@ -7,14 +7,14 @@ and are evaluated on held-out scenes:
 
     patches   the input image as pixels through the model's patch stem (``input_repr: patches``)
     codes     the input image as VQ codes of the configured image tokenizer (``input_repr: codes``)
-    blind     the patches arm with every input image replaced by a blank one: the answer prior, the
-              floor a model that sees must beat
+    blind     the same model given the prompt alone (the image span removed from every input): the
+              answer prior, the floor a model that sees must beat
 
 Only the input representation differs: the arms share the text/coordinate tokenizers and vocabulary,
 the examples (prompts, items, targets: the same records built with the same seeds), the batch order
 (each step draws the same example indices) and the init of every shared weight (the patch stem is
-built after the rest of the model, unio/model/transformer.py). The codes arm has no stem, so its
-parameter count is the stem's smaller.
+built after the rest of the model, unio/model/transformer.py). The codes and blind arms have no
+stem, so their parameter count is the stem's smaller.
 
 Metrics on the held-out scenes (constrained decoding with each task's grammar, greedy): classify =
 accuracy, vqa = exact match with the reference answer, ground = fraction of boxes with IoU >= 0.5.
@@ -60,6 +60,7 @@ from unio.model.loss import LossConfig, SequenceLoss
 from unio.model.patches import PatchStemConfig
 from unio.model.transformer import ModelConfig, UnifiedTransformer, build_model
 from unio.pipeline import GenerationOptions, predict_examples
+from unio.sequence import ImagePatches
 from unio.tasks import Example, Tokenizers, encode_example, make_task
 from unio.tasks.bundle import TokenizersConfig
 
@@ -160,8 +161,9 @@ def _swap_images(records: list) -> list:
     return out
 
 
-def _blank(record: Any) -> Any:
-    return record.replace(image=np.zeros_like(record.image)) if record.image is not None else record
+def _without_image(example: Example) -> Example:
+    """The example with its image span and pixels removed: what the blind arm sees."""
+    return replace(example, input=[s for s in example.input if not isinstance(s, ImagePatches)], image=None)
 
 
 def _task(name: str, arm: str, cfg: CompareConfig):
@@ -175,7 +177,7 @@ def _task(name: str, arm: str, cfg: CompareConfig):
 
 def _model(arm: str, cfg: CompareConfig, tok: Tokenizers) -> UnifiedTransformer:
     stem = None
-    if arm != "codes":
+    if arm == "patches":
         stem = PatchStemConfig(
             kind=cfg.stem_kind,
             patch_size=cfg.patch_size,
@@ -195,12 +197,12 @@ def _examples(arm: str, cfg: CompareConfig, tok: Tokenizers, records: list, trai
         task = _task(name, arm, cfg)
         examples = []
         for index, record in enumerate(records):
-            view = _blank(record) if arm == "blind" else record
             if train:
-                example = task.build(view, random.Random(f"{cfg.seed}/{name}/{index}"), tok, train=True)
-                examples += [example] if example is not None else []
+                example = task.build(record, random.Random(f"{cfg.seed}/{name}/{index}"), tok, train=True)
+                built = [example] if example is not None else []
             else:
-                examples += task.eval_examples(view, tok)
+                built = task.eval_examples(record, tok)
+            examples += [_without_image(e) for e in built] if arm == "blind" else built
         out[name] = examples[: cfg.max_eval_examples] if not train and cfg.max_eval_examples else examples
     return out
 
@@ -268,7 +270,8 @@ def train_arm(
         batch = collate([pool[i] for i in index])
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
-        loss = loss_fn(model.forward_batch(batch), batch["targets"]).loss
+        targets = batch["targets"]
+        loss = loss_fn(model.forward_batch(batch, targets_only=True), targets[targets != IGNORE_INDEX]).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

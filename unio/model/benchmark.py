@@ -204,7 +204,8 @@ def patch_stem_flops(stem: PatchStemConfig, d_model: int) -> float:
     """Convolution and projection FLOPs (2 per multiply-add) of a `PatchStem` on one image; like
     `ModelConfig.forward_flops` (which leaves the stem out), norms, GELU and the position add are not
     counted. kind=conv: each 3x3 stride-2 conv (padding 1) halves the side, ``2 * h * w * c_out *
-    c_in * 9``; then the projection ``2 * N * features * d_model`` (features = last conv width, or
+    c_in * 9`` (each residual stride-1 conv of a stage, ``conv_depth - 1`` of them, ``2 * h * w * c**2 * 9``);
+    then the projection ``2 * N * features * d_model`` (features = last conv width, or
     ``C * p**2`` for kind=linear). kind=pretrained: the frozen ViT's forward
     (`VisionEncoderConfig.forward_flops`) plus the projection ``2 * N * width * d_model``."""
     if stem.kind == "pretrained":
@@ -213,7 +214,7 @@ def patch_stem_flops(stem: PatchStemConfig, d_model: int) -> float:
     flops, c_in = 0.0, stem.channels
     for width in stem.conv_widths():
         h, w = (h + 1) // 2, (w + 1) // 2
-        flops += 2.0 * h * w * width * c_in * 9
+        flops += 2.0 * h * w * width * c_in * 9 + (stem.conv_depth - 1) * 2.0 * h * w * width * width * 9
         c_in = width
     features = c_in if stem.kind == "conv" else stem.channels * stem.patch_size**2
     return flops + 2.0 * stem.num_patches * features * d_model

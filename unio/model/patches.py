@@ -65,6 +65,9 @@ class PatchStemConfig:
     channels: int = 3  # 3 for RGB, 1 for a spectrogram or a mask
     position: str = "sine"  # absolute 2-D position embedding: none | learned | sine (probe (b), results.md)
     conv_width: int = 32  # channels of the first conv (kind=conv); doubled by every further conv
+    # convs per stage (kind=conv): the stride-2 conv, then conv_depth - 1 residual stride-1 3x3 convs.
+    # Deeper stages give each patch a wider view of its shape (probe color, docs/results.md)
+    conv_depth: int = 1
     # LayerNorm over each patch's features before the projection (probes: docs/results.md); without it
     # a conv stem's output starts ~5x smaller than the position table and the model barely sees it
     feature_norm: bool = True
@@ -103,7 +106,7 @@ class PatchStemConfig:
             raise ValueError(
                 f"PatchStemConfig.position must be one of {POSITION_KINDS}, got {self.position!r}"
             )
-        for name in ("patch_size", "channels", "conv_width"):
+        for name in ("patch_size", "channels", "conv_width", "conv_depth"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"PatchStemConfig.{name} must be a positive integer, got {value!r}")
@@ -154,7 +157,7 @@ class PatchStemConfig:
             return self.pretrained.num_parameters() + width * d_model + norm
         count, c_in = 0, self.channels
         for width in self.conv_widths():
-            count += c_in * width * 9 + width
+            count += c_in * width * 9 + width + (self.conv_depth - 1) * (width * width * 9 + width)
             c_in = width
         features = c_in if self.kind == "conv" else self.channels * self.patch_size**2
         count += features * d_model
@@ -204,11 +207,14 @@ class PatchStem(nn.Module):
             raise ValueError("PatchStem: kind=pretrained is a PretrainedStem (unio/model/vision_encoder.py)")
         self.config, self.d_model, self.init_std = config, d_model, init_std
         p, c_in = config.patch_size, config.channels
-        convs = []
+        convs, refines = [], []
         for width in config.conv_widths():
             convs.append(nn.Conv2d(c_in, width, kernel_size=3, stride=2, padding=1))
+            stage = [nn.Conv2d(width, width, kernel_size=3, padding=1) for _ in range(config.conv_depth - 1)]
+            refines.append(nn.ModuleList(stage))
             c_in = width
         self.convs = nn.ModuleList(convs)
+        self.refines = nn.ModuleList(refines)  # per stage: the residual stride-1 convs (conv_depth - 1)
         features = c_in if config.kind == "conv" else config.channels * p * p
         self.norm = nn.LayerNorm(features) if config.feature_norm else None
         self.proj = nn.Linear(features, d_model, bias=False)
@@ -235,6 +241,11 @@ class PatchStem(nn.Module):
         for conv in self.convs:  # variance-preserving through GELU (PyTorch's default shrinks ~2x a layer)
             nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
             nn.init.zeros_(conv.bias)
+        for stage in self.refines:  # residual branches start small so a stage starts as its strided conv
+            for conv in stage:
+                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+                conv.weight.data.mul_(0.5)
+                nn.init.zeros_(conv.bias)
         if self.norm is not None:
             self.norm.reset_parameters()
 
@@ -247,8 +258,10 @@ class PatchStem(nn.Module):
         x = unit_range_images(images, (cfg.channels, *cfg.size), self.proj.weight.dtype, "PatchStem")
         x = x * 2.0 - 1.0
         if cfg.kind == "conv":
-            for conv in self.convs:
+            for conv, stage in zip(self.convs, self.refines):
                 x = F.gelu(conv(x))
+                for refine in stage:
+                    x = x + F.gelu(refine(x))
             x = x.flatten(2).transpose(1, 2)  # [B, N, width]
         else:
             x = F.unfold(x, kernel_size=cfg.patch_size, stride=cfg.patch_size).transpose(1, 2)

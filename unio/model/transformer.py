@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from unio.model.cpu_weights import Linear, PackedWeight, linear
+from unio.model.loss import IGNORE_INDEX
 from unio.model.patches import PatchStem, PatchStemConfig
 from unio.model.rotary import Rotary, apply_rotary
 from unio.model.vision_encoder import PretrainedStem
@@ -538,8 +539,12 @@ class UnifiedTransformer(nn.Module):
         decoder_segment_ids: Tensor | None = None,
         input_images: Tensor | None = None,
         input_audio: Tensor | None = None,
+        logits_mask: Tensor | None = None,
     ) -> Tensor:
-        """Teacher-forced logits ``[B, T, vocab_size]``.
+        """Teacher-forced logits ``[B, T, vocab_size]``; with ``logits_mask`` (bool ``[B, T]``) only
+        at its True positions, ``[N, vocab_size]`` in row-major order. A loss needs logits only at real
+        targets, and padded decoder positions (a batch mixing one-word answers with 30-token captions
+        is mostly padding) would otherwise pay the largest matmul of a small model.
 
         ``decoder_mask`` is accepted for symmetry with the batch but not needed: decoder padding is
         at the end, so causal attention never lets a real token see a padded one; padded positions
@@ -566,15 +571,21 @@ class UnifiedTransformer(nn.Module):
             decoder_col,
             decoder_segment_ids=decoder_segment_ids,
         )
+        if logits_mask is not None:
+            hidden = hidden[logits_mask]
         return self.logits(hidden)
 
-    def forward_batch(self, batch: Mapping[str, Tensor]) -> Tensor:
-        """``forward`` on a collated batch dict (extra keys such as ``targets`` are ignored; segment
-        ids of a packed batch, ``input_images`` and ``input_audio`` are used when present)."""
+    def forward_batch(self, batch: Mapping[str, Tensor], targets_only: bool = False) -> Tensor:
+        """``forward`` on a collated batch dict (extra keys are ignored; segment ids of a packed
+        batch, ``input_images`` and ``input_audio`` are used when present). ``targets_only``: logits
+        ``[N, vocab_size]`` at the N real targets (``batch["targets"] != -100``, row-major), to pair
+        with ``batch["targets"][batch["targets"] != -100]`` in the loss."""
         missing = [k for k in MODEL_INPUT_KEYS if k not in batch]
         if missing:
             raise KeyError(f"batch is missing model inputs {missing}; it has {sorted(batch)}")
         optional = {k: batch[k] for k in (*SEGMENT_KEYS, *PATCH_KEYS) if k in batch}
+        if targets_only:
+            optional["logits_mask"] = batch["targets"] != IGNORE_INDEX
         return self(**{k: batch[k] for k in MODEL_INPUT_KEYS}, **optional)
 
 
