@@ -460,9 +460,14 @@ def train(
                     batch = drop_condition(batch, model_config.condition_dropout, tok.vocab, generator=gen)
                 sync = nullcontext() if not is_ddp or i == len(batches) - 1 else wrapped.train_model.no_sync()
                 with sync:
+                    # logits only at real targets: padding would pay the [tokens, vocab] projection
+                    real_targets = batch["targets"] != IGNORE_INDEX
                     with autocast:
-                        logits = wrapped.train_model(**_model_inputs(batch, model_config))
-                    out = loss_fn(logits, batch["targets"], batch["target_group"], num_groups)
+                        inputs = _model_inputs(batch, model_config)
+                        logits = wrapped.train_model(**inputs, logits_mask=real_targets)
+                    out = loss_fn(
+                        logits, batch["targets"][real_targets], batch["target_group"][real_targets], num_groups
+                    )
                     fault = math.nan if step in tcfg.fault.nan_at_steps else 1.0  # tests: inject a NaN
                     (out.loss * (fault * out.num_tokens * info.world_size / global_tokens)).backward()
                 real = float(batch["input_mask"].sum() + batch["decoder_mask"].sum())
