@@ -89,10 +89,11 @@ def test_benchmark_runs_at_toy_size():
 
 # ---------------------------------------------------------------------- patch inputs and the cost table
 @pytest.mark.parametrize(
-    ("kind", "image_size", "patch_size"), [("conv", 32, 8), ("conv", [16, 48], 16), ("linear", 32, 8)]
+    ("kind", "image_size", "patch_size", "depth"),
+    [("conv", 32, 8, 1), ("conv", [16, 48], 16, 1), ("conv", 32, 8, 2), ("linear", 32, 8, 1)],
 )
-def test_patch_stem_flops_match_torch_flop_counter(kind, image_size, patch_size):
-    stem_cfg = PatchStemConfig(kind=kind, patch_size=patch_size, image_size=image_size)
+def test_patch_stem_flops_match_torch_flop_counter(kind, image_size, patch_size, depth):
+    stem_cfg = PatchStemConfig(kind=kind, patch_size=patch_size, image_size=image_size, conv_depth=depth)
     stem = PatchStem(stem_cfg, d_model=24)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():

@@ -80,10 +80,10 @@ def images(n: int, seed: int = 0) -> torch.Tensor:
     )
 
 
-@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize(("kind", "depth"), [("linear", 1), ("conv", 1), ("conv", 3)])
 @pytest.mark.parametrize("position", ["none", "learned", "sine"])
-def test_stem_shapes_parameters_and_input_types(kind, position):
-    cfg = PatchStemConfig(**{**STEM, "kind": kind, "position": position})
+def test_stem_shapes_parameters_and_input_types(kind, depth, position):
+    cfg = PatchStemConfig(**{**STEM, "kind": kind, "position": position, "conv_depth": depth})
     stem = PatchStem(cfg, d_model=32)
     x = images(2)
     out = stem(x)
