@@ -5,6 +5,7 @@ python scripts/probes.py                                        # every probe, p
 python scripts/probes.py probes=[box] stem_position=sine        # one probe, another position embedding
 python scripts/probes.py probes=[shape] input_reprs=[patches,codes] max_steps=800
 python scripts/probes.py probes=[largest] model=small threads=2 # another preset from conf/model/
+python scripts/probes.py stated_budgets=true                    # each probe within its stated budget (~30 min)
 """
 
 from __future__ import annotations

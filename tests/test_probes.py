@@ -14,7 +14,15 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR
 from unio.data.sources.shapes import COLORS, NUMBERS, SHAPE_KINDS
-from unio.probes import PROBES, ProbeConfig, ProbeSweepConfig, make_examples, probe_tokenizers, run_probe
+from unio.probes import (
+    PROBES,
+    STATED_BUDGETS,
+    ProbeConfig,
+    ProbeSweepConfig,
+    make_examples,
+    probe_tokenizers,
+    run_probe,
+)
 
 SMALL_MODEL = {"d_model": 32, "n_heads": 2, "n_encoder_layers": 1, "n_decoder_layers": 1, "d_ff": 64}
 
@@ -99,6 +107,10 @@ def test_sweep_config_composes_and_expands():
     assert config.model["d_model"] == 128  # conf/model/tiny.yaml
     runs = [(r.probe, r.input_repr) for r in config.runs()]
     assert runs == [("box", "patches"), ("box", "codes"), ("reverse", "patches")]
+    budgeted = ProbeSweepConfig(probes=["color", "box"], stated_budgets=True, max_steps=7).runs()
+    assert [(r.probe, r.max_steps, r.eval_every) for r in budgeted] == [("color", 5500, 100), ("box", 400, 100)]
+    assert budgeted[0].train_examples == 32768 and budgeted[1].train_examples == ProbeConfig().train_examples
+    assert set(STATED_BUDGETS) == set(PROBES)
     with pytest.raises(ValueError, match="unknown probe"):
         ProbeSweepConfig(probes=["boxes"])
     with pytest.raises(ValueError, match="input_repr"):
@@ -110,7 +122,7 @@ def test_sweep_config_composes_and_expands():
 # shape 0.92 accuracy at step 500, count 0.92 at step 300, reverse-copy 0.90 token accuracy at step
 # 400. The budgets leave one evaluation interval of slack (the runs are deterministic on one machine;
 # other CPUs may round differently).
-SLOW_BUDGETS = {"box": 400, "shape": 600, "count": 400, "reverse": 500}
+SLOW_BUDGETS = {p: STATED_BUDGETS[p]["max_steps"] for p in ("box", "shape", "count", "reverse")}
 
 
 @pytest.mark.slow
