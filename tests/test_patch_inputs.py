@@ -326,6 +326,32 @@ def test_compare_inputs_smoke():
     assert result["image_dependence"]["codes"]["classify"] > 0  # swapping the image changes the output
 
 
+def test_compare_micro_batches_by_target_length_give_the_one_pass_loss(tok):
+    from unio.data.collate import IGNORE_INDEX
+    from unio.eval.compare_inputs import CompareConfig, _examples, _model, _row, split_by_target_length
+    from unio.model.loss import SequenceLoss
+
+    model = ModelConfig(d_model=32, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=64)
+    cfg = CompareConfig(model=model, tasks=["vqa"], auxiliary_tasks=["caption"], image_size=32, input_size=32)
+    records = [ShapesSource(ShapesConfig(num_records=3, image_size=32, seed=0))[i] for i in range(3)]
+    per_task = _examples("patches", cfg, tok, records, train=True)
+    rows = [_row(e, tok) for name in ("vqa", "caption") for e in per_task[name]]
+    groups = split_by_target_length(rows, cfg.short_target_len)
+    assert [len(g) for g in groups] == [3, 3] and sorted(map(id, sum(groups, []))) == sorted(map(id, rows))
+    assert split_by_target_length(rows[:3], cfg.short_target_len) == [rows[:3]]  # one group: one pass
+    net, loss_fn, collate = _model("patches", cfg, tok), SequenceLoss(tok.vocab), Collator(tok.vocab.bos_id)
+    whole = collate(rows)
+    one_pass = loss_fn(net.forward_batch(whole), whole["targets"]).loss
+    total = int((whole["targets"] != IGNORE_INDEX).sum())
+    parts = 0.0
+    for batch in map(collate, groups):
+        mask = batch["targets"] != IGNORE_INDEX
+        parts = parts + loss_fn(net.forward_batch(batch, targets_only=True), batch["targets"][mask]).loss * (
+            int(mask.sum()) / total
+        )
+    torch.testing.assert_close(parts, one_pass, rtol=1e-5, atol=1e-6)
+
+
 def test_compare_blind_arm_sees_the_prompt_alone(tok):
     from unio.eval.compare_inputs import CompareConfig, _examples, _model
     from unio.sequence import ImagePatches
