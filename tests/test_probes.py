@@ -108,7 +108,10 @@ def test_sweep_config_composes_and_expands():
     runs = [(r.probe, r.input_repr) for r in config.runs()]
     assert runs == [("box", "patches"), ("box", "codes"), ("reverse", "patches")]
     budgeted = ProbeSweepConfig(probes=["color", "box"], stated_budgets=True, max_steps=7).runs()
-    assert [(r.probe, r.max_steps, r.eval_every) for r in budgeted] == [("color", 5500, 100), ("box", 400, 100)]
+    assert [(r.probe, r.max_steps, r.eval_every) for r in budgeted] == [
+        ("color", 5500, 100),
+        ("box", 400, 100),
+    ]
     assert budgeted[0].train_examples == 32768 and budgeted[1].train_examples == ProbeConfig().train_examples
     assert set(STATED_BUDGETS) == set(PROBES)
     with pytest.raises(ValueError, match="unknown probe"):

@@ -281,7 +281,9 @@ def train_arm(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         optimizer.zero_grad(set_to_none=True)
-        micro = [collate(rows) for rows in split_by_target_length([pool[i] for i in index], cfg.short_target_len)]
+        micro = [
+            collate(rows) for rows in split_by_target_length([pool[i] for i in index], cfg.short_target_len)
+        ]
         real = [batch["targets"] != IGNORE_INDEX for batch in micro]
         total = sum(int(r.sum()) for r in real)
         value = 0.0

@@ -466,7 +466,10 @@ def train(
                         inputs = _model_inputs(batch, model_config)
                         logits = wrapped.train_model(**inputs, logits_mask=real_targets)
                     out = loss_fn(
-                        logits, batch["targets"][real_targets], batch["target_group"][real_targets], num_groups
+                        logits,
+                        batch["targets"][real_targets],
+                        batch["target_group"][real_targets],
+                        num_groups,
                     )
                     fault = math.nan if step in tcfg.fault.nan_at_steps else 1.0  # tests: inject a NaN
                     (out.loss * (fault * out.num_tokens * info.world_size / global_tokens)).backward()
