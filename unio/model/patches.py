@@ -66,7 +66,7 @@ class PatchStemConfig:
     position: str = "sine"  # absolute 2-D position embedding: none | learned | sine (probe (b), results.md)
     conv_width: int = 32  # channels of the first conv (kind=conv); doubled by every further conv
     # convs per stage (kind=conv): the stride-2 conv, then conv_depth - 1 residual stride-1 3x3 convs.
-    # Deeper stages give each patch a wider view of its shape (probe color, docs/results.md)
+    # A wider view per patch; on the colour probe 2 was no better than 1 (docs/results.md)
     conv_depth: int = 1
     # LayerNorm over each patch's features before the projection (probes: docs/results.md); without it
     # a conv stem's output starts ~5x smaller than the position table and the model barely sees it
