@@ -357,7 +357,7 @@ def evaluate_arm(
     own = _examples(arm, cfg, tok, records, train=False)
     # another scene's image: the next record's, with this record's objects, questions and targets
     # (the blind arm has no image to swap: its dependence is 0 by construction)
-    other = _examples(arm, cfg, tok, _swap_images(records), train=False) if arm != "blind" else own
+    other = None if arm == "blind" else _examples(arm, cfg, tok, _swap_images(records), train=False)
     metrics, dependence, by_question = {}, {}, {}
     options = GenerationOptions(batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens)
     for name in cfg.tasks:
@@ -374,12 +374,11 @@ def evaluate_arm(
         else:
             refs = [references(name, e.meta) for e in own[name]]
             metrics[name] = round(METRICS[name]([r.prediction for r in raw], refs)[HEADLINE[name]], 4)
-        if arm == "blind":
-            dependence[name] = 0.0
-        else:
-            dependence[name] = round(
-                image_dependence(model, tok, own[name], other[name], cfg.eval_batch_size), 4
-            )
+        dependence[name] = (
+            0.0
+            if other is None
+            else round(image_dependence(model, tok, own[name], other[name], cfg.eval_batch_size), 4)
+        )
     return metrics, dependence, by_question
 
 
