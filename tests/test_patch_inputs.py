@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -288,12 +288,12 @@ def test_tiny_train_with_patch_inputs(tmp_path):
     assert out is not None
 
 
-def test_compare_inputs_smoke():
-    from unio.eval.compare_inputs import QUESTION_TYPES, CompareConfig, compare_inputs, question_type
+def _smoke_compare_config(**overrides):
+    from unio.eval.compare_inputs import CompareConfig
     from unio.tasks.bundle import GridTokenizerConfig, TokenizersConfig
 
     model = ModelConfig(d_model=32, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=64)
-    cfg = CompareConfig(
+    options = dict(
         model=model,
         tokenizers=TokenizersConfig(image=GridTokenizerConfig(tiny_seed=0)),
         tasks=["classify", "vqa", "ground", "detect"],  # detect: scored by its standard metric (COCO AP)
@@ -308,6 +308,13 @@ def test_compare_inputs_smoke():
         threads=1,
         max_eval_examples=4,
     )
+    return CompareConfig(**{**options, **overrides})
+
+
+def test_compare_inputs_smoke():
+    from unio.eval.compare_inputs import QUESTION_TYPES, compare_inputs, question_type
+
+    cfg = _smoke_compare_config(parallel_arms=False)
     assert question_type("how many shapes are there?") == "how many shapes"
     assert question_type("how many stars are there?") == "how many"
     assert question_type("is there a red star?") == "is there" and question_type("why?") == "other"
@@ -324,6 +331,24 @@ def test_compare_inputs_smoke():
     assert set(result["image_dependence"]["blind"].values()) == {0.0}
     assert result["config"]["auxiliary_tasks"] == ["caption"]
     assert result["image_dependence"]["codes"]["classify"] > 0  # swapping the image changes the output
+
+
+def test_compare_inputs_parallel_arms_equal_the_sequential_run():
+    """One single-thread process per arm gives exactly the one-thread in-process numbers."""
+    from unio.eval.compare_inputs import compare_inputs
+
+    cfg = _smoke_compare_config(arms=["patches", "blind"], steps=3)
+    parallel = compare_inputs(cfg)
+    sequential = compare_inputs(
+        _smoke_compare_config(arms=["patches", "blind"], steps=3, parallel_arms=False)
+    )
+    for key in ("patches", "blind", "image_dependence", "vqa_by_question"):
+        assert parallel[key] == sequential[key], key
+    assert parallel["config"]["threads_per_arm"] == 1 and set(parallel["seconds"]) == {
+        "patches",
+        "blind",
+        "total",
+    }
 
 
 def test_compare_micro_batches_by_target_length_give_the_one_pass_loss(tok):
@@ -368,6 +393,55 @@ def test_compare_blind_arm_sees_the_prompt_alone(tok):
             assert with_image.target == without.target
     assert _model("blind", cfg, tok).config.patch_stem is None
     assert _model("patches", cfg, tok).config.patch_stem is not None
+
+
+def test_compare_repeats_add_views_of_each_scene(tok):
+    from unio.eval.compare_inputs import CompareConfig, _examples
+
+    records = [ShapesSource(ShapesConfig(num_records=2, image_size=32, seed=0))[i] for i in range(2)]
+    one = CompareConfig(tasks=["vqa"], auxiliary_tasks=[], image_size=32, input_size=32)
+    three = CompareConfig(tasks=["vqa"], auxiliary_tasks=[], image_size=32, input_size=32, repeats=3)
+    single, views = (
+        _examples("patches", one, tok, records, train=True),
+        _examples("patches", three, tok, records, train=True),
+    )
+    assert len(single["vqa"]) == 2 and len(views["vqa"]) == 6
+    assert views["vqa"][0] == single["vqa"][0] and views["vqa"][3] == single["vqa"][1]  # view 0 unchanged
+    for scene in (views["vqa"][:3], views["vqa"][3:]):
+        assert all(e.image is scene[0].image for e in scene)  # one scene's views
+        assert len({e.meta["question"] for e in scene}) > 1  # ... with different questions
+    with pytest.raises(ValueError, match="repeats"):
+        CompareConfig(repeats=0)
+
+
+def test_compare_balanced_answers_keep_kind_shares_and_even_out_answers():
+    from collections import Counter
+
+    from unio.eval.compare_inputs import CompareConfig, batch_indices
+
+    # vqa: "how many" 300 rows (one 240, two 60), "what size" 100 rows (small 50, large 50); classify 400
+    answers = (
+        ["how many/one"] * 240 + ["how many/two"] * 60 + ["what size/small"] * 50 + ["what size/large"] * 50
+    )
+    tasks = ["vqa"] * 400 + ["classify"] * 400
+    cfg = CompareConfig(
+        steps=400, batch_size=50, visual_warmup_fraction=0.0, balance_answers=True, task_weights={}
+    )
+    drawn = Counter(
+        (tasks[i], answers[i] if i < 400 else None)
+        for index in batch_indices(cfg, tasks, answers + [None] * 400)
+        for i in index
+    )
+    total = sum(drawn.values())
+    assert abs(sum(v for (t, _), v in drawn.items() if t == "vqa") / total - 0.5) < 0.02  # task share kept
+    assert abs(drawn["vqa", "how many/one"] / drawn["vqa", "how many/two"] - 1) < 0.1  # answers even
+    assert (
+        abs((drawn["vqa", "how many/one"] + drawn["vqa", "how many/two"]) / (total / 2) - 0.75) < 0.02
+    )  # kind share kept
+    plain = replace(cfg, balance_answers=False)
+    assert [i.tolist() for i in batch_indices(plain, tasks, answers + [None] * 400)] == [
+        i.tolist() for i in batch_indices(plain, tasks)
+    ]
 
 
 def test_compare_batches_follow_the_warm_up_and_the_task_weights():

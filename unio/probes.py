@@ -104,8 +104,8 @@ class ProbeConfig:
     stem_kind: str = "conv"  # PatchStemConfig.kind (input_repr=patches)
     stem_position: str = "sine"  # PatchStemConfig.position: none | learned | sine
     patch_size: int = 8  # 4x4 = 16 patches at 32 px: as many input tokens as the tiny VQ tokenizer's codes
-    conv_width: int = 32
-    conv_depth: int = 1  # PatchStemConfig.conv_depth
+    conv_width: int = PatchStemConfig.conv_width
+    conv_depth: int = PatchStemConfig.conv_depth
     stem_norm: bool = True  # PatchStemConfig.feature_norm
     image_size: int = 32  # pixels per side of the generated images
     coord_bins: int = 32  # box probe: coordinate bins over the image side
@@ -153,8 +153,18 @@ class ProbeConfig:
         if self.input_repr == "codes":
             return "codes"
         norm = "" if self.stem_norm else "/no-norm"
-        depth = f"/d{self.conv_depth}" if self.stem_kind == "conv" and self.conv_depth != 1 else ""
-        width = f"/w{self.conv_width}" if self.stem_kind == "conv" and self.conv_width != 32 else ""
+        # the label names only what differs from the stem's defaults
+        default = PatchStemConfig
+        depth = (
+            f"/d{self.conv_depth}"
+            if self.stem_kind == "conv" and self.conv_depth != default.conv_depth
+            else ""
+        )
+        width = (
+            f"/w{self.conv_width}"
+            if self.stem_kind == "conv" and self.conv_width != default.conv_width
+            else ""
+        )
         return f"{self.stem_kind}/{self.stem_position}/p{self.patch_size}{width}{depth}{norm}"
 
 
