@@ -46,7 +46,7 @@ bench-tokenizers: install  ## issue-3 acceptance runs on ../shared/data (about 2
 	for e in tokenizer_image_f4_coco64 tokenizer_image_f8_coco64 tokenizer_mask_coco64 tokenizer_audio_fsdd; do \
 		$(BIN)/unio-train-tokenizer experiment=$$e train.progress_bar=false || exit 1; done
 
-demo: install  ## the end-to-end demo on built-in data (no downloads, CPU)
+demo: install  ## the end-to-end demo on built-in data: format, training, held-out metrics, Pipeline (no downloads, CPU)
 	$(BIN)/unio-demo
 
 train: install  ## the main job on the embedded default: tiny model, built-in shapes world, CPU, a few minutes

@@ -54,3 +54,70 @@ def test_demo_coords_are_overridable_and_match_coord_config(tmp_path):
     config.output_dir = str(tmp_path)
     result = run_demo(config, log=lambda _: None)
     assert result["box_error_px"] <= 0.5 * 640 / 500 + 1e-9
+
+
+def test_answer_priors_are_the_most_frequent_training_answers():
+    from unio.data.record import Record
+    from unio.demo import answer_priors
+
+    def record(qa, label):
+        return Record(id="r", source="test", qa=qa, label=label)
+
+    train = [
+        record([("how many shapes are there?", "two"), ("what color is the star?", "red")], "circle"),
+        record([("how many shapes are there?", "two"), ("what color is the circle?", "blue")], "circle"),
+        record([("how many shapes are there?", "one"), ("what color is the square?", "blue")], "star"),
+    ]
+    held = [
+        record([("how many shapes are there?", "two"), ("what color is the star?", "blue")], "star"),
+        record([("how many shapes are there?", "three"), ("is there a red star?", "yes")], "circle"),
+    ]
+    # "how many shapes" -> two (1 of 2 right), "what color is" -> blue (right), "is there a" unseen (wrong)
+    assert answer_priors(train, held, max_examples=10) == {"vqa": 0.5, "classify": 0.5}
+    assert answer_priors(train, held, max_examples=2) == {"vqa": 1.0, "classify": 0.5}  # the first 2 items
+
+
+def test_model_demo_trains_evaluates_and_predicts_end_to_end(tmp_path):
+    """`unio-demo` as a user runs it (a tiny model and data): training, held-out metrics beside the
+    image-blind priors, and structured Pipeline results drawn per scene."""
+    import os
+    import subprocess
+    import sys
+
+    overrides = [
+        "experiment=shapes_perception",
+        "trainer.max_steps=3",
+        f"run_dir={tmp_path / 'run'}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "model.d_model=32",
+        "model.n_heads=2",
+        "model.d_ff=64",
+        "data.shapes.source.num_records=16",
+        "data.shapes_val.source.num_records=8",
+    ]
+    command = [
+        sys.executable,
+        str(CONF_DIR.parent / "scripts" / "demo.py"),
+        f"hydra.run.dir={tmp_path / 'out'}",
+        "eval_examples=8",
+        "scenes=2",
+        "train_overrides=[" + ",".join(f'"{o}"' for o in overrides) + "]",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "WANDB_MODE": "disabled"}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "format demo ok" in done.stdout and "model demo ok" in done.stdout
+    summary = json.loads((tmp_path / "out" / "model_demo.json").read_text())
+    assert summary["final_step"] == 3
+    assert set(summary["metrics"]) == {
+        f"shapes_val/{t}" for t in ("caption", "vqa", "classify", "detect", "ground")
+    }
+    assert set(summary["baselines"]) == {"vqa", "classify"}
+    assert len(summary["scenes"]) == 2
+    for scene in summary["scenes"]:
+        assert isinstance(scene["caption"], str) and set(scene["detect"]) == {"boxes", "labels"}
+        assert scene["vqa"] and all({"question", "answer", "truth"} <= set(qa) for qa in scene["vqa"])
+        assert (tmp_path / "out" / "scenes").is_dir() and os.path.getsize(scene["picture"]) > 0
+    assert (tmp_path / "out" / "eval" / "results.json").is_file()
+    assert (tmp_path / "out" / "eval" / "gallery" / "index.html").is_file()
