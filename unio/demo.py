@@ -61,7 +61,11 @@ class DemoConfig:
     train: bool = True
     # unio-train overrides of the demo's run (a second `unio-demo` resumes it: nothing is retrained)
     train_overrides: list[str] = field(
-        default_factory=lambda: ["experiment=shapes_perception", "trainer.max_steps=1000", "run_dir=runs/demo"]
+        default_factory=lambda: [
+            "experiment=shapes_perception",
+            "trainer.max_steps=1000",
+            "run_dir=runs/demo",
+        ]
     )
     eval_examples: int = 200  # per held-out task (unio-eval's eval.max_examples)
     scenes: int = 3  # held-out scenes run through the Pipeline and drawn
