@@ -4,7 +4,7 @@ through the Pipeline.
 
 unio-demo                          # or: python scripts/demo.py  (about 10 min on 2 CPU cores; again: resumes)
 unio-demo train=false              # the format part alone (seconds)
-unio-demo text.vocab_size=600 coords.num_bins=500
+unio-demo train=false text.vocab_size=600 coords.num_bins=500   # the format part with other sizes
 unio-demo 'train_overrides=["experiment=shapes_perception","trainer.max_steps=2000","run_dir=runs/demo_long"]'
 """
 

@@ -187,7 +187,7 @@ def test_help_lists_only_the_groups_of_the_main(name, tmp_path):
 
 def test_demo_coords_override_runs(tmp_path):
     """The README's example (defect 9): CoordConfig is frozen, the demo's schema must not be."""
-    result = run_entry("unio-demo", ["coords.num_bins=500", "text.vocab_size=600"], tmp_path)
+    result = run_entry("unio-demo", ["coords.num_bins=500", "text.vocab_size=600", "train=false"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "demo ok" in result.stdout and "half a bin: 0.640 px" in result.stdout
 
