@@ -201,6 +201,14 @@ def run_model_demo(train_cfg: TrainConfig, cfg: DemoConfig, log=print) -> dict[s
     pipe = Pipeline.from_pretrained(result.run_dir)
     scenes, pictures = [], out / "scenes"
     pictures.mkdir(parents=True, exist_ok=True)
+    shown = ("caption", "detect", "vqa", "ground")
+    missing = [name for name in shown if name not in pipe.tasks]
+    if missing or any(r.image is None for r in records):
+        raise ValueError(
+            f"demo: the Pipeline part shows {list(shown)} on images; the run {result.run_dir} has no "
+            f"{missing} task(s) or its held-out dataset {val[0][0]!r} has no images (use train=false, "
+            "or a data config with these tasks)"
+        )
     for index, record in enumerate(records):
         caption = pipe.caption(record.image)
         detection = pipe.detect(record.image)
