@@ -39,8 +39,8 @@ cross entropy through `SequenceLoss`) and carries the recipe the probes and thes
 - *Depth over image tokens*: 16 px patches (4 x 4 on the 64 px scenes, as many as the codes arm's
   codes) with 4 encoder layers (conf/compare_inputs.yaml) find a named shape better than 8 px patches
   with 2 layers, at about the same cost per step.
-- *Many scenes*: 16,000 training scenes, so that each is seen about once per task; with 4,000 the
-  model meets every scene and question several times and VQA generalises less.
+- *Many scenes*: 16,000 training scenes, so that each is seen about once per task (grounding
+  generalised better than with 4,000 scenes seen several times each).
 
 The arms run at once, each in its own single-threaded process (`parallel_arms`): the tiny model's
 matmuls are too small to use two threads well, so on 2 cores three one-thread processes finish about
@@ -105,9 +105,9 @@ class CompareConfig:
     # object's size, colour and kind; detection gives every object's box), which teach the model to
     # read the image far faster than one short answer per image does (docs/results.md)
     auxiliary_tasks: list[str] = field(default_factory=lambda: ["caption", "detect"])
-    # Shapes-world training scenes (split train). 16,000 rather than 4,000: at 1,800 steps the patch
-    # model's VQA rose 0.370 -> 0.429 and grounding 0.328 -> 0.345 (fewer repeats of each scene,
-    # docs/results.md); building them costs about a minute per arm
+    # Shapes-world training scenes (split train). 16,000 rather than 4,000: grounding 0.345 in both
+    # 16,000-scene runs against 0.328 (docs/results.md, phase 6); building them costs about a minute
+    # per arm
     train_records: int = 16000
     # Training examples per scene and task (as `repeats` of a unio-train dataset): each draws its own
     # prompt and item, so one image is seen with several questions / referring expressions
@@ -483,9 +483,8 @@ def compare_inputs(cfg: CompareConfig, log: Callable[[str], None] = print) -> di
             runs = {arm: future.result() for arm, future in futures.items()}
     else:
         runs = {arm: run_arm(arm, cfg, cfg.threads, log) for arm in cfg.arms}
-    result: dict[str, Any] = {
-        arm: runs[arm]["metrics"] for arm in cfg.arms
-    }  # arms first: reads left to right
+    # arms first: the JSON line reads left to right
+    result: dict[str, Any] = {arm: runs[arm]["metrics"] for arm in cfg.arms}
     result["image_dependence"] = {arm: runs[arm]["image_dependence"] for arm in cfg.arms}
     result["vqa_by_question"] = {
         arm: runs[arm]["vqa_by_question"] for arm in cfg.arms if runs[arm]["vqa_by_question"]
