@@ -187,14 +187,14 @@ def run_model_demo(train_cfg: TrainConfig, cfg: DemoConfig, log=print) -> dict[s
         raise ValueError(
             "demo: the training config has no `train: false` dataset to show held-out scenes from"
         )
-    held_out = build_source(dict(val[0][1].source))
-    records = [held_out[i] for i in range(min(cfg.scenes, len(held_out)))]
+    source = build_source(dict(val[0][1].source))
+    held = [source[i] for i in range(min(len(source), max(cfg.scenes, cfg.eval_examples)))]
+    records = held[: cfg.scenes]  # shown through the Pipeline
     baselines: dict[str, float] = {}
     if fit:  # the text-only priors of the held-out tasks, from the first training dataset
-        source = build_source(dict(fit[0][1].source))
-        train_records = [source[i] for i in range(min(len(source), 2000))]
-        held = [held_out[i] for i in range(min(len(held_out), cfg.eval_examples))]
-        baselines = answer_priors(train_records, held, cfg.eval_examples)
+        train_source = build_source(dict(fit[0][1].source))
+        train_records = [train_source[i] for i in range(min(len(train_source), 2000))]
+        baselines = answer_priors(train_records, held[: cfg.eval_examples], cfg.eval_examples)
         log("image-blind priors (most frequent training answer / label): " + json.dumps(baselines) + "\n")
 
     log(f"== the Pipeline on {len(records)} held-out scenes ({val[0][0]})")

@@ -154,17 +154,9 @@ class ProbeConfig:
             return "codes"
         norm = "" if self.stem_norm else "/no-norm"
         # the label names only what differs from the stem's defaults
-        default = PatchStemConfig
-        depth = (
-            f"/d{self.conv_depth}"
-            if self.stem_kind == "conv" and self.conv_depth != default.conv_depth
-            else ""
-        )
-        width = (
-            f"/w{self.conv_width}"
-            if self.stem_kind == "conv" and self.conv_width != default.conv_width
-            else ""
-        )
+        conv = self.stem_kind == "conv"
+        depth = f"/d{self.conv_depth}" if conv and self.conv_depth != PatchStemConfig.conv_depth else ""
+        width = f"/w{self.conv_width}" if conv and self.conv_width != PatchStemConfig.conv_width else ""
         return f"{self.stem_kind}/{self.stem_position}/p{self.patch_size}{width}{depth}{norm}"
 
 

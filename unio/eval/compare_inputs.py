@@ -436,13 +436,23 @@ def _records(cfg: CompareConfig, split: str, count: int) -> list:
     return [source[i] for i in range(len(source))]
 
 
-def run_arm(arm: str, cfg: CompareConfig, threads: int, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Build the data, train and evaluate one arm: ``{"metrics", "image_dependence", "vqa_by_question",
-    "seconds"}``. Deterministic for a given `threads` (the same in a worker process or in-process)."""
+def run_arm(
+    arm: str,
+    cfg: CompareConfig,
+    threads: int,
+    log: Callable[[str], None] = print,
+    scenes: tuple[list, list] | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one arm on `scenes` (training, held-out records; built here when None, as in
+    a worker process): ``{"metrics", "image_dependence", "vqa_by_question", "seconds"}``.
+    Deterministic for a given `threads` (the same in a worker process or in-process)."""
     torch.set_num_threads(threads)
     begin = time.perf_counter()
     tok = Tokenizers.from_config(cfg.tokenizers)
-    train_records = _records(cfg, "train", cfg.train_records)
+    train_records, eval_records = scenes or (
+        _records(cfg, "train", cfg.train_records),
+        _records(cfg, "val", cfg.eval_records),
+    )
     records = _with_codes(train_records, tok) if arm == "codes" else train_records
     per_task = _examples(arm, cfg, tok, records, train=True)
     pool = [
@@ -452,9 +462,7 @@ def run_arm(arm: str, cfg: CompareConfig, threads: int, log: Callable[[str], Non
     ]
     log(f"{arm}: {len(pool)} training examples ({', '.join(f'{k} {len(v)}' for k, v in per_task.items())})")
     model = train_arm(arm, cfg, tok, pool, log)
-    metrics, dependence, by_question = evaluate_arm(
-        arm, model, cfg, tok, _records(cfg, "val", cfg.eval_records)
-    )
+    metrics, dependence, by_question = evaluate_arm(arm, model, cfg, tok, eval_records)
     seconds = round(time.perf_counter() - begin, 1)
     log(f"{arm}: {json.dumps(metrics)} image dependence {json.dumps(dependence)} ({seconds:.0f} s)")
     return {
@@ -482,7 +490,9 @@ def compare_inputs(cfg: CompareConfig, log: Callable[[str], None] = print) -> di
             futures = {arm: pool.submit(run_arm, arm, cfg, 1, _print_flushed) for arm in cfg.arms}
             runs = {arm: future.result() for arm, future in futures.items()}
     else:
-        runs = {arm: run_arm(arm, cfg, cfg.threads, log) for arm in cfg.arms}
+        # one process: the arms share one build of the scenes
+        scenes = (_records(cfg, "train", cfg.train_records), _records(cfg, "val", cfg.eval_records))
+        runs = {arm: run_arm(arm, cfg, cfg.threads, log, scenes) for arm in cfg.arms}
     # arms first: the JSON line reads left to right
     result: dict[str, Any] = {arm: runs[arm]["metrics"] for arm in cfg.arms}
     result["image_dependence"] = {arm: runs[arm]["image_dependence"] for arm in cfg.arms}
