@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR
 from unio.model.guidance import drop_condition, null_condition
-from unio.model.loss import LossConfig, SequenceLoss
+from unio.model.loss import LossConfig, SequenceLoss, per_example_weights
 from unio.model.transformer import ModelConfig, UnifiedTransformer, build_model, model_config_from_dict
 from unio.vocab import MODALITIES, Vocabulary
 
@@ -236,6 +236,26 @@ def test_loss_breakdown_weights_and_options():
         SequenceLoss(VOCAB, LossConfig(segment_weights={"imgae": 2.0}))
     with pytest.raises(ValueError, match="outside the vocabulary"):
         SequenceLoss(VOCAB)(logits, torch.full((2, 5), VOCAB.size - 1))
+
+
+def test_per_example_loss_weights_each_row_once():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, VOCAB.size)
+    text = VOCAB.offset("text")
+    targets = torch.tensor([[text, text + 1, text + 2, VOCAB.eos_id], [text + 3, VOCAB.eos_id, -100, -100]])
+    ce = torch.nn.functional.cross_entropy(logits.view(-1, VOCAB.size), targets.view(-1), reduction="none")
+    weights = per_example_weights(targets)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2))
+    out = SequenceLoss(VOCAB)(logits, targets, token_weights=weights)
+    torch.testing.assert_close(out.loss, (ce[:4].mean() + ce[4:6].mean()) / 2)  # mean of row means
+    torch.testing.assert_close(out.ce, ce[targets.view(-1) != -100].mean())  # the report stays per token
+    real = targets != -100  # the targets_only layout: flat logits and weights at the real targets
+    flat = SequenceLoss(VOCAB)(logits[real], targets[real], token_weights=weights[real])
+    torch.testing.assert_close(flat.loss, out.loss)
+    uniform = SequenceLoss(VOCAB)(logits, targets, token_weights=torch.ones(2, 4))
+    torch.testing.assert_close(uniform.loss, SequenceLoss(VOCAB)(logits, targets).loss)
+    with pytest.raises(ValueError, match="token_weights has shape"):
+        SequenceLoss(VOCAB)(logits, targets, token_weights=torch.ones(2, 3))
 
 
 def test_coordinate_soft_targets():

@@ -251,6 +251,25 @@ def test_predict_examples_with_patch_model(tok):
     assert len(guided) == 3
 
 
+def test_total_variation_is_zero_for_the_same_image_and_grows_with_another(tok):
+    from unio.eval.compare_inputs import _row
+    from unio.eval.image_dependence import total_variation
+
+    torch.manual_seed(0)
+    model = build_model(tiny_model_config(), tok.vocab).eval()
+    task = make_task("classify", classes=("circle", "square"), **PATCH)
+    built = (task.build(r, random.Random(0), tok, train=True) for r in records(8))
+    examples = [e for e in built if e is not None][:2]  # scenes whose largest shape is a class
+    own = Collator(tok.vocab.bos_id)([_row(e, tok) for e in examples])
+    tv, count = total_variation(model, own, own)
+    assert tv == 0.0 and count == int((own["targets"] != -100).sum()) > 0
+    swapped = {**own, "input_images": own["input_images"].flip(0)}  # each row gets the other's image
+    tv_swapped, _ = total_variation(model, own, swapped)
+    assert 0.0 < tv_swapped / count <= 1.0
+    with pytest.raises(ValueError, match="same targets"):
+        total_variation(model, own, {**own, "targets": own["targets"].flip(0)})
+
+
 def test_tiny_train_with_patch_inputs(tmp_path):
     from unio.pipeline import Pipeline
     from unio.train.trainer import train
@@ -351,10 +370,17 @@ def test_compare_inputs_parallel_arms_equal_the_sequential_run():
     }
 
 
-def test_compare_micro_batches_by_target_length_give_the_one_pass_loss(tok):
-    from unio.data.collate import IGNORE_INDEX
-    from unio.eval.compare_inputs import CompareConfig, _examples, _model, _row, split_by_target_length
-    from unio.model.loss import SequenceLoss
+@pytest.mark.parametrize("per_example", [False, True])
+def test_compare_micro_batches_by_target_length_give_the_one_pass_loss(tok, per_example):
+    from unio.eval.compare_inputs import (
+        CompareConfig,
+        _examples,
+        _model,
+        _row,
+        micro_batch_losses,
+        split_by_target_length,
+    )
+    from unio.model.loss import SequenceLoss, per_example_weights
 
     model = ModelConfig(d_model=32, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, d_ff=64)
     cfg = CompareConfig(model=model, tasks=["vqa"], auxiliary_tasks=["caption"], image_size=32, input_size=32)
@@ -367,15 +393,12 @@ def test_compare_micro_batches_by_target_length_give_the_one_pass_loss(tok):
     assert split_by_target_length(rows[:3], cfg.short_target_len) == [rows[:3]]  # one group: one pass
     net, loss_fn, collate = _model("patches", cfg, tok), SequenceLoss(tok.vocab), Collator(tok.vocab.bos_id)
     whole = collate(rows)
-    one_pass = loss_fn(net.forward_batch(whole), whole["targets"]).loss
-    total = int((whole["targets"] != IGNORE_INDEX).sum())
-    parts = 0.0
-    for batch in map(collate, groups):
-        mask = batch["targets"] != IGNORE_INDEX
-        parts = parts + loss_fn(net.forward_batch(batch, targets_only=True), batch["targets"][mask]).loss * (
-            int(mask.sum()) / total
-        )
-    torch.testing.assert_close(parts, one_pass, rtol=1e-5, atol=1e-6)
+    weights = per_example_weights(whole["targets"]) if per_example else None
+    one_pass = loss_fn(net.forward_batch(whole), whole["targets"], token_weights=weights).loss
+    parts = micro_batch_losses(net, loss_fn, [collate(g) for g in groups], per_example)
+    torch.testing.assert_close(sum(loss * share for loss, share in parts), one_pass, rtol=1e-5, atol=1e-6)
+    if per_example:  # a one-word answer weighs as much as a caption: not the token mean
+        assert not torch.allclose(one_pass, loss_fn(net.forward_batch(whole), whole["targets"]).loss)
 
 
 def test_compare_blind_arm_sees_the_prompt_alone(tok):
@@ -459,3 +482,20 @@ def test_compare_batches_follow_the_warm_up_and_the_task_weights():
     assert abs(share["ground"] - 3 / 7) < 0.05 and abs(share["vqa"] - 1 / 7) < 0.05  # weights, not pool sizes
     again = [[tasks[i] for i in index] for index in batch_indices(cfg, tasks)]
     assert again == batches  # seeded: the same draws in every arm
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"arms": ["pixels"]}, "unknown arms/tasks \\['pixels'\\]"),
+        ({"visual_warmup_fraction": 1.0}, "visual_warmup_fraction must be in"),
+        ({"loss_per": "batch"}, "loss_per must be token or example, got 'batch'"),
+        ({"decay": "linear"}, "decay must be cosine or constant"),
+        ({"steps": 0}, "steps must be positive, got 0"),
+    ],
+)
+def test_compare_config_names_the_bad_option(bad, message):
+    from unio.eval.compare_inputs import CompareConfig
+
+    with pytest.raises(ValueError, match=message):
+        CompareConfig(**bad)

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from unio.data.collate import IGNORE_INDEX, Collator
 from unio.data.sources.shapes import COLORS, NUMBERS, SHAPE_KINDS, ShapesConfig, ShapesSource, shape_mask
+from unio.eval.image_dependence import total_variation
 from unio.model.generate import GenerationConfig, generate
 from unio.model.patches import PatchStemConfig, placeholder_span
 from unio.model.transformer import UnifiedTransformer, build_model, model_config_from_dict
@@ -430,13 +431,11 @@ class ProbeRun:
         self.model.eval()
         index = list(range(len(self.eval["items"])))
         other = index[1:] + index[:1]
-        own, swapped = self.batch(self.eval, index), self.batch(self.eval, index, other)
-        p = self.model.forward_batch(own).float().softmax(-1)
-        q = self.model.forward_batch(swapped).float().softmax(-1)
-        valid = own["targets"] != IGNORE_INDEX
-        tv = 0.5 * (p - q).abs().sum(-1)
+        tv, count = total_variation(
+            self.model, self.batch(self.eval, index), self.batch(self.eval, index, other)
+        )
         self.model.train()
-        return float(tv[valid].mean())
+        return tv / count
 
     def baselines(self) -> tuple[float | None, float | None]:
         """(chance, image-blind) levels of the held-out metric."""

@@ -68,8 +68,9 @@ from unio.data.collate import IGNORE_INDEX, Collator
 from unio.data.sources.shapes import ShapesConfig, ShapesSource
 from unio.eval.dense import box_iou
 from unio.eval.evaluate import references
+from unio.eval.image_dependence import total_variation
 from unio.eval.metrics import HEADLINE, METRICS
-from unio.model.loss import LossConfig, SequenceLoss
+from unio.model.loss import LossConfig, SequenceLoss, per_example_weights
 from unio.model.patches import PatchStemConfig
 from unio.model.transformer import ModelConfig, UnifiedTransformer, build_model
 from unio.pipeline import GenerationOptions, predict_examples
@@ -133,6 +134,9 @@ class CompareConfig:
     # Draw VQA questions so each kind's answers are equally frequent (the priors carry no signal, so
     # the loss can fall only through the image; "Making the V in VQA matter", Goyal et al. 2017)
     balance_answers: bool = False
+    # The loss is a mean over target tokens ("token", as unio-train) or over examples ("example": every
+    # row counts once, so a one-word answer weighs as much as a 30-token caption)
+    loss_per: str = "token"
     lr: float = 1e-3
     warmup_steps: int = 100
     coord_sigma: float = 0.0  # Gaussian soft targets over coordinate bins (LossConfig.coord_sigma)
@@ -163,6 +167,8 @@ class CompareConfig:
             raise ValueError(
                 f"compare_inputs: visual_warmup_fraction must be in [0, 1), got {self.visual_warmup_fraction}"
             )
+        if self.loss_per not in ("token", "example"):
+            raise ValueError(f"compare_inputs: loss_per must be token or example, got {self.loss_per!r}")
         if self.decay not in ("cosine", "constant"):
             raise ValueError(f"compare_inputs: decay must be cosine or constant, got {self.decay!r}")
         for name in ("train_records", "eval_records", "steps", "batch_size", "repeats"):
@@ -304,6 +310,19 @@ def split_by_target_length(rows: list[dict[str, Any]], short_target_len: int) ->
     return [group for group in (short, long) if group]
 
 
+def micro_batch_losses(
+    model: UnifiedTransformer, loss_fn: SequenceLoss, micro: list[dict[str, Any]], per_example: bool
+) -> Iterator[tuple[torch.Tensor, float]]:
+    """(loss, share) of each collated micro-batch of one step: ``sum(loss * share)`` is the loss of
+    the whole batch in one pass, a mean over its target tokens, or with `per_example` over its rows."""
+    real = [batch["targets"] != IGNORE_INDEX for batch in micro]
+    sizes = [len(mask) if per_example else int(mask.sum()) for mask in real]
+    for batch, mask, size in zip(micro, real, sizes, strict=True):
+        weights = per_example_weights(batch["targets"])[mask] if per_example else None
+        logits = model.forward_batch(batch, targets_only=True)
+        yield loss_fn(logits, batch["targets"][mask], token_weights=weights).loss, size / sum(sizes)
+
+
 def train_arm(
     arm: str, cfg: CompareConfig, tok: Tokenizers, pool: list[dict[str, Any]], log: Callable[[str], None]
 ) -> UnifiedTransformer:
@@ -329,12 +348,8 @@ def train_arm(
         micro = [
             collate(rows) for rows in split_by_target_length([pool[i] for i in index], cfg.short_target_len)
         ]
-        real = [batch["targets"] != IGNORE_INDEX for batch in micro]
-        total = sum(int(r.sum()) for r in real)
         value = 0.0
-        for batch, mask in zip(micro, real, strict=True):
-            loss = loss_fn(model.forward_batch(batch, targets_only=True), batch["targets"][mask]).loss
-            share = int(mask.sum()) / total  # the token mean over the whole batch, as in one pass
+        for loss, share in micro_batch_losses(model, loss_fn, micro, cfg.loss_per == "example"):
             (loss * share).backward()
             value += float(loss.detach()) * share
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -359,7 +374,6 @@ def score(name: str, prediction: Any, meta: dict[str, Any]) -> float:
     raise ValueError(f"compare_inputs: no score for task {name!r}")
 
 
-@torch.no_grad()
 def image_dependence(
     model: UnifiedTransformer, tok: Tokenizers, own: list[Example], swapped: list[Example], batch_size: int
 ) -> float:
@@ -370,13 +384,8 @@ def image_dependence(
     for start in range(0, len(own), batch_size):
         a = collate([_row(e, tok) for e in own[start : start + batch_size]])
         b = collate([_row(e, tok) for e in swapped[start : start + batch_size]])
-        p, q = model.forward_batch(a).float().softmax(-1), model.forward_batch(b).float().softmax(-1)
-        if p.shape != q.shape:  # inputs of other lengths pad differently; compare on the shared targets
-            raise ValueError("compare_inputs: swapped examples must have the same targets")
-        real = a["targets"] != IGNORE_INDEX
-        tv = 0.5 * (p - q).abs().sum(-1)
-        total += float(tv[real].sum())
-        count += int(real.sum())
+        tv, n = total_variation(model, a, b)
+        total, count = total + tv, count + n
     return total / max(count, 1)
 
 

@@ -81,10 +81,18 @@ class SequenceLoss:
         self.weighted = any(w != 1.0 for w in self.config.segment_weights.values())
 
     def __call__(
-        self, logits: Tensor, targets: Tensor, groups: Tensor | None = None, num_groups: int = 0
+        self,
+        logits: Tensor,
+        targets: Tensor,
+        groups: Tensor | None = None,
+        num_groups: int = 0,
+        token_weights: Tensor | None = None,
     ) -> LossOutput:
         """`groups` ([B, T], optional; e.g. the collator's `target_group`): a group index per target
-        token, reported as `group_sums` / `group_counts` of size `num_groups` (e.g. loss per task)."""
+        token, reported as `group_sums` / `group_counts` of size `num_groups` (e.g. loss per task).
+        `token_weights` (the shape of `targets`, optional): the loss becomes the weighted mean
+        ``sum(w * ce) / sum(w)`` over the real targets, e.g. ``1 / target length`` per token for a mean
+        over examples instead of tokens (`per_example_weights`)."""
         cfg = self.config
         flat_logits = logits.reshape(-1, logits.shape[-1])
         flat_targets = targets.reshape(-1)
@@ -109,7 +117,16 @@ class SequenceLoss:
             weight = self.weights.to(ce.device)[segment] * valid
             loss = (ce * weight).sum() / num_tokens
         else:
+            weight = None
             loss = ce.sum() / num_tokens
+        if token_weights is not None:
+            if token_weights.shape != targets.shape:
+                raise ValueError(
+                    f"SequenceLoss: token_weights has shape {tuple(token_weights.shape)}, "
+                    f"targets {tuple(targets.shape)}"
+                )
+            w = token_weights.reshape(-1).to(ce.device, torch.float32) * valid
+            loss = (ce * w * (1.0 if weight is None else weight)).sum() / w.sum()
         z = torch.zeros((), device=ce.device)
         if cfg.z_loss > 0:
             lse = torch.logsumexp(flat_logits[valid].float(), dim=-1)
@@ -159,3 +176,11 @@ class SequenceLoss:
         grid = torch.arange(bins, device=logits.device, dtype=torch.float32)[None]
         soft = torch.softmax(-0.5 * ((grid - centre) / self.config.coord_sigma) ** 2, dim=-1)
         return ce.index_put((rows,), -(soft * log_p).sum(-1))
+
+
+def per_example_weights(targets: Tensor) -> Tensor:
+    """Token weights (the shape of `targets`, [B, T]) that make `SequenceLoss` a mean over examples:
+    each row's real targets share the weight 1, so a one-word answer counts as much as a 30-token
+    caption. Rows without real targets get 0."""
+    real = (targets != IGNORE_INDEX).float()
+    return real / real.sum(-1, keepdim=True).clamp(min=1.0)
