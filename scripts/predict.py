@@ -5,10 +5,13 @@
     unio-predict checkpoint=runs/first task=keypoints inputs=person.jpg box=[10,20,200,380]
     unio-predict checkpoint=runs/first task=asr inputs=clips/                 # .wav files
     unio-predict checkpoint=runs/first task=tts texts=["seven","three tones"]
+    unio-predict checkpoint=runs/first prompt=OD inputs=photos/               # Florence-2 prompt and format
 
 Writes <out_dir>/results.json (one entry per input, geometry in the input's pixels), an annotated PNG
 per image input (boxes, masks, keypoints drawn on it), a PNG per generated image and a WAV per
-generated clip. Default out_dir: predictions/<task>-<timestamp>.
+generated clip. Default out_dir: predictions/<task>-<timestamp>. With `prompt=` (a Florence-2 task prompt,
+with or without its brackets: OD, CAPTION, CAPTION_TO_PHRASE_GROUNDING text=..., REGION_TO_DESCRIPTION
+box=[...]; unio/florence.py) instead of `task=`, each entry holds Florence-2's post-processed output.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import unio.cli
 from unio.atomic import atomic_write_bytes, atomic_write_text
 from unio.data.io import encode_wav
 from unio.eval.gallery import annotate
+from unio.florence import canonical_prompt, run_prompt
 from unio.pipeline import GenerationOptions, Pipeline, load_image_input
 from unio.tasks.dense_tasks import mask_to_rle
 
@@ -40,7 +44,8 @@ TEXT_ONLY = {"tts", "text_to_image"}
 @dataclass
 class PredictConfig:
     checkpoint: str = MISSING
-    task: str = MISSING
+    task: str | None = None
+    prompt: str | None = None  # a Florence-2 task prompt instead of `task` (unio/florence.py)
     inputs: str | None = None
     text: str | None = None
     texts: list[str] | None = None
@@ -102,8 +107,12 @@ def to_json(task: str, result: Any, out: Path, stem: str, image: np.ndarray | No
 
 
 def run(cfg: PredictConfig) -> Path:
+    if (cfg.task is None) == (cfg.prompt is None):
+        raise ValueError("unio-predict: give task=<unio task> or prompt=<Florence-2 prompt>, exactly one")
     options = GenerationOptions(batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
     pipe = Pipeline.from_pretrained(cfg.checkpoint, device=cfg.device, options=options)
+    if cfg.prompt is not None:
+        return run_prompts(cfg, pipe)
     task = pipe.task(cfg.task)
     names: list[str]
     images: list[np.ndarray | None]
@@ -129,6 +138,22 @@ def run(cfg: PredictConfig) -> Path:
         entry = {"input": sources[i], **to_json(cfg.task, result, out, f"{i:04d}-{name}", images[i])}
         entries.append(entry)
     report = {"checkpoint": cfg.checkpoint, "task": cfg.task, "text": cfg.text, "results": entries}
+    atomic_write_text(out / "results.json", json.dumps(report, indent=1, default=float) + "\n")
+    return out
+
+
+def run_prompts(cfg: PredictConfig, pipe: Pipeline) -> Path:
+    """`prompt=`: every image of `inputs` through one Florence-2 prompt; results.json in its format."""
+    prompt = canonical_prompt(cfg.prompt)
+    if cfg.inputs is None:
+        raise ValueError(f"prompt {prompt} needs inputs=<image file or folder>")
+    files = list_inputs(cfg.inputs, audio=False)
+    text_input = cfg.text if cfg.text is not None else cfg.box
+    entries = [{"input": str(f), **run_prompt(pipe, prompt, f, text_input)} for f in files]
+    name = prompt.strip("<>").lower()
+    out = Path(cfg.out_dir or f"predictions/{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"checkpoint": cfg.checkpoint, "prompt": prompt, "text_input": text_input, "results": entries}
     atomic_write_text(out / "results.json", json.dumps(report, indent=1, default=float) + "\n")
     return out
 

@@ -16,7 +16,7 @@ LAYERS = [
     ["unio.data"],
     ["unio.model"],
     ["unio.train"],
-    ["unio.eval", "unio.pipeline", "unio.demo", "unio.probes", "unio.cli"],
+    ["unio.eval", "unio.pipeline", "unio.florence", "unio.demo", "unio.probes", "unio.cli"],
 ]
 
 

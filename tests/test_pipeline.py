@@ -118,6 +118,71 @@ def test_bad_inputs_are_one_clear_error(pipe, call, match):
         call(pipe)
 
 
+def test_florence_prompts_give_florence_formats_in_input_pixels(pipe, image):
+    from unio.florence import PROMPTS, region_from_locations, run_prompt
+
+    assert set(run_prompt(pipe, "<CAPTION>", image)) == {"<CAPTION>"}
+    assert isinstance(run_prompt(pipe, "<MORE_DETAILED_CAPTION>", image)["<MORE_DETAILED_CAPTION>"], str)
+    found = run_prompt(pipe, "<OD>", image)["<OD>"]
+    assert set(found) == {"bboxes", "labels"} and len(found["bboxes"]) == len(found["labels"])
+    direct = pipe.detect(image)
+    assert found["bboxes"] == direct.boxes.tolist() and found["labels"] == direct.labels
+    grounded = run_prompt(pipe, "<CAPTION_TO_PHRASE_GROUNDING>", image, "the red circle")
+    boxes = grounded["<CAPTION_TO_PHRASE_GROUNDING>"]
+    assert boxes["labels"] == ["the red circle"] * len(boxes["bboxes"])
+    for x1, y1, x2, y2 in boxes["bboxes"]:
+        assert 0 <= x1 <= x2 <= 40 and 0 <= y1 <= y2 <= 24
+    vocabulary = run_prompt(pipe, "<OPEN_VOCABULARY_DETECTION>", image, "circle")[
+        "<OPEN_VOCABULARY_DETECTION>"
+    ]
+    assert set(vocabulary) == {"bboxes", "bboxes_labels", "polygons", "polygons_labels"}
+    segmented = run_prompt(pipe, "<REFERRING_EXPRESSION_SEGMENTATION>", image, "the red circle")
+    polygons = segmented["<REFERRING_EXPRESSION_SEGMENTATION>"]
+    assert set(polygons) == {"polygons", "labels"} and len(polygons["polygons"]) == len(polygons["labels"])
+    locations = "<loc_50><loc_83><loc_750><loc_833>"
+    region = run_prompt(pipe, "<REGION_TO_DESCRIPTION>", image, locations)
+    by_pixels = pipe.region_caption(image, region_from_locations(locations, 40, 24))
+    assert region["<REGION_TO_DESCRIPTION>"] == by_pixels.text
+    assert run_prompt(pipe, "<REGION_TO_CATEGORY>", image, [2, 2, 30, 20])["<REGION_TO_CATEGORY>"]
+    assert all(
+        spec.task in {"caption", "detect", "ground", "refseg", "region_caption"} for spec in PROMPTS.values()
+    )
+
+
+@pytest.mark.parametrize(
+    ("prompt", "text_input", "match"),
+    [
+        ("<OCR>", None, "<OCR> has no unio task yet"),
+        ("<CAPTON>", None, "unknown Florence-2 prompt '<CAPTON>'"),
+        ("<CAPTION_TO_PHRASE_GROUNDING>", None, "needs text_input \\(the expression\\)"),
+        ("<CAPTION>", "a cat", "takes no text_input"),
+        ("<REGION_TO_DESCRIPTION>", "<loc_1><loc_2><loc_3>", "four location tokens"),
+        ("<REGION_TO_DESCRIPTION>", "<loc_1><loc_2><loc_3><loc_1000>", "N in 0..999"),
+    ],
+)
+def test_florence_prompt_errors_name_the_problem(pipe, image, prompt, text_input, match):
+    from unio.florence import run_prompt
+
+    with pytest.raises(ValueError, match=match):
+        run_prompt(pipe, prompt, image, text_input)
+
+
+def test_florence_region_tokens_and_mask_polygons():
+    from unio.florence import mask_polygons, region_from_locations
+
+    assert region_from_locations("<loc_0><loc_0><loc_999><loc_999>", 1000, 500) == [0.5, 0.25, 999.5, 499.75]
+    mask = np.zeros((10, 12), bool)
+    mask[2:6, 3:8] = True  # rows 2-5, columns 3-7: x in [3, 8], y in [2, 6]
+    mask[8:, 10:] = True  # a second region, touching the border
+    polygons = mask_polygons(mask)
+    assert len(polygons) == 2
+    extents = sorted(
+        (min(p[0::2]), min(p[1::2]), max(p[0::2]), max(p[1::2])) for p in (np.array(q) for q in polygons)
+    )
+    assert extents == [(3.0, 2.0, 8.0, 6.0), (10.0, 8.0, 12.0, 10.0)]
+    assert mask_polygons(np.zeros((4, 4), bool)) == []
+
+
 def test_predict_writes_pictures_sounds_and_json(run_dir, image, tmp_path):
     from scripts.predict import PredictConfig, run
 
@@ -136,3 +201,11 @@ def test_predict_writes_pictures_sounds_and_json(run_dir, image, tmp_path):
     )
     report = json.loads((out / "results.json").read_text())
     assert (out / report["results"][0]["audio"]).read_bytes()[:4] == b"RIFF"
+    out = run(
+        PredictConfig(checkpoint=str(run_dir), prompt="OD", inputs=str(folder), out_dir=str(tmp_path / "f"))
+    )
+    report = json.loads((out / "results.json").read_text())
+    assert report["prompt"] == "<OD>" and len(report["results"]) == 2
+    assert all(set(r["<OD>"]) == {"bboxes", "labels"} for r in report["results"])
+    with pytest.raises(ValueError, match="exactly one"):
+        run(PredictConfig(checkpoint=str(run_dir), task="detect", prompt="OD", inputs=str(folder)))
