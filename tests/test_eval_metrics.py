@@ -24,6 +24,7 @@ from unio.eval.text_metrics import (
     asr_error_rates,
     classification_accuracy,
     normalize_vqa_answer,
+    ocr_error_rates,
     span_exact_match,
     vqa_accuracy,
     vqa_answer_accuracy,
@@ -292,6 +293,16 @@ def test_classification_accuracy():
         classification_accuracy(["a", "b"], ["a"])
 
 
+def test_ocr_error_rates_are_case_sensitive():
+    assert ocr_error_rates(["HOW cup  CAN"], ["HOW cup CAN"]) == {"cer": 0.0, "wer": 0.0, "exact_match": 1.0}
+    wrong_case = ocr_error_rates(["how cup can", "map"], ["HOW cup CAN", "map"])
+    assert wrong_case["cer"] == pytest.approx(6 / 14) and wrong_case["exact_match"] == 0.5
+    assert wrong_case["wer"] == pytest.approx(2 / 4)
+    assert ocr_error_rates([""], ["ab"])["cer"] == 1.0  # an empty reading deletes every character
+    with pytest.raises(ValueError, match="references \\[0\\] are empty"):
+        ocr_error_rates(["x"], ["  "])
+
+
 def test_asr_error_rates():
     assert asr_error_rates(["The cat, sat."], ["the cat sat"]) == {"wer": 0.0, "cer": 0.0}
     # 1 substitution + 1 insertion over 3 words; characters: c->b and " down" inserted, over 11.
@@ -451,13 +462,14 @@ def _perfect_cases() -> dict[str, tuple[list, list, dict]]:
         "keypoints": ([person["keypoints"]], [person], {}),
         "text_to_image": ([_solid(200)], [{"label": "bright"}], {"classifier": _brightness_classifier}),
         "asr": (["hello world"], [{"transcript": "Hello, world."}], {}),
+        "ocr": (["HOW cup  CAN"], [{"text": "HOW cup CAN"}], {}),
         "tts": ([(noise, 16000)], [{"audio": noise, "sample_rate": 16000, "transcript": "hi"}], {}),
         "span_corruption": ([{"<extra_id_0>": "a"}], [{"spans": {"<extra_id_0>": "a"}}], {}),
         "masked_image": ([image], [{"image": image}], {}),
     }
 
 
-MAXIMUM = {"cider": 10.0, "psnr": 100.0, "wer": 0.0, "mel_l1_db": 0.0}
+MAXIMUM = {"cider": 10.0, "psnr": 100.0, "wer": 0.0, "cer": 0.0, "mel_l1_db": 0.0}
 
 
 def test_metrics_cover_every_task():
@@ -473,7 +485,7 @@ def test_every_task_scores_its_maximum_on_perfect_predictions(task):
     assert all(isinstance(v, float) for v in result.values()), result
     headline = HEADLINE[task]
     assert result[headline] == pytest.approx(MAXIMUM.get(headline, 1.0), abs=1e-4), result
-    assert (headline in LOWER_IS_BETTER) == (headline in {"wer", "mel_l1_db"})
+    assert (headline in LOWER_IS_BETTER) == (headline in {"wer", "cer", "mel_l1_db"})
 
 
 def test_scorer_errors_name_the_problem():

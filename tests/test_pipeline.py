@@ -144,15 +144,15 @@ def test_florence_prompts_give_florence_formats_in_input_pixels(pipe, image):
     by_pixels = pipe.region_caption(image, region_from_locations(locations, 40, 24))
     assert region["<REGION_TO_DESCRIPTION>"] == by_pixels.text
     assert run_prompt(pipe, "<REGION_TO_CATEGORY>", image, [2, 2, 30, 20])["<REGION_TO_CATEGORY>"]
-    assert all(
-        spec.task in {"caption", "detect", "ground", "refseg", "region_caption"} for spec in PROMPTS.values()
-    )
+    assert run_prompt(pipe, "OCR", image)["<OCR>"] == pipe.read_text(image).text  # brackets optional
+    tasks = {"caption", "detect", "ground", "refseg", "region_caption", "ocr"}
+    assert all(spec.task in tasks for spec in PROMPTS.values())
 
 
 @pytest.mark.parametrize(
     ("prompt", "text_input", "match"),
     [
-        ("<OCR>", None, "<OCR> has no unio task yet"),
+        ("<OCR_WITH_REGION>", None, "<OCR_WITH_REGION> has no unio task yet"),
         ("<CAPTON>", None, "unknown Florence-2 prompt '<CAPTON>'"),
         ("<CAPTION_TO_PHRASE_GROUNDING>", None, "needs text_input \\(the expression\\)"),
         ("<CAPTION>", "a cat", "takes no text_input"),

@@ -236,3 +236,37 @@ def test_easyvqa_package_data() -> None:
     record = source[0]
     record.validate()
     assert record.image.shape == (64, 64, 3) and record.qa and all(isinstance(a, str) for _, a in record.qa)
+
+
+def test_rendered_text_records_are_reproducible_words_with_boxes() -> None:
+    config = {"num_records": 12, "split": "val", "image_size": 64}
+    source, again = build_source("rendered_text", config), build_source("rendered_text", config)
+    other_split = build_source("rendered_text", {**config, "split": "train"})
+    for i in range(len(source)):
+        record = source[i]
+        assert record.image.shape == (64, 64, 3) and record.image.dtype == np.uint8
+        assert np.array_equal(record.image, again[i].image) and record.transcript == again[i].transcript
+        words = [o.attributes["text"] for o in record.objects]
+        assert record.transcript == " ".join(words) and all(words)
+        for obj in record.objects:
+            x1, y1, x2, y2 = obj.box
+            assert obj.category == "text" and 0 <= x1 < x2 <= 64 and 0 <= y1 < y2 <= 64
+            # ink differs from the paper inside the word's box
+            assert record.image[int(y1) : int(y2), int(x1) : int(x2)].std() > 10
+    assert [source[i].transcript for i in range(12)] != [other_split[i].transcript for i in range(12)]
+    cased = {w for i in range(12) for w in source[i].transcript.split()}
+    assert any(w.isupper() for w in cased) and any(w.islower() for w in cased)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"cases": ["shouting"]}, "'cases': unknown or empty \\['shouting'\\]"),
+        ({"image_size": 16}, "'image_size' must be >= 32, got 16"),
+        ({"font_sizes": [3]}, "'font_sizes' must be sizes >= 6"),
+        ({"max_lines": 0}, "'max_lines' and 'max_words_per_line' must be >= 1"),
+    ],
+)
+def test_rendered_text_config_errors_name_the_field(options, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_source("rendered_text", options)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from unio.data.record import COCO_KEYPOINT_NAMES, Record
+from unio.data.sources.rendered_text import RenderedTextConfig, RenderedTextSource
 from unio.data.sources.shapes import ShapesConfig, ShapesSource
 from unio.data.sources.shapes_audio import TonesConfig, TonesSource
 from unio.data.transforms import Compose, HorizontalFlip, ResizeToSquare
@@ -76,6 +77,12 @@ def shapes(tok) -> list[Record]:
     return records
 
 
+def rendered_text() -> list[Record]:
+    """Images of words (the `ocr` task's records): upper, title and lower case, and numbers."""
+    source = RenderedTextSource(RenderedTextConfig(num_records=6, split="val"))
+    return [source[i] for i in range(len(source))]
+
+
 def tones() -> list[Record]:
     """The shapes world's audio side: tone sequences with a text description."""
     source = TonesSource(TonesConfig(num_records=3, seed=1))
@@ -109,7 +116,7 @@ def assert_matches_ground_truth(name: str, record: Record, example, prediction, 
         assert prediction == record.qa[0][1]
     elif name in ("classify", "audio_classify"):
         assert prediction == record.label
-    elif name == "asr":
+    elif name in ("asr", "ocr"):
         assert prediction == record.transcript
     elif name == "detect":
         truth = np.array(meta["boxes"])
@@ -147,7 +154,7 @@ def assert_matches_ground_truth(name: str, record: Record, example, prediction, 
 def test_every_task_builds_and_parses_back(name, tok, shapes):
     """Eval-mode examples of every task parse back to the ground truth of their record."""
     task = TASKS[name]
-    records = tones() if task.uses == ("audio",) else shapes
+    records = tones() if task.uses == ("audio",) else rendered_text() if name == "ocr" else shapes
     if task.target_modality in ("image", "audio"):
         records = records[: 1 if name == "tts" else 2]  # decoding (Griffin-Lim above all) is the slow part
     built = 0
@@ -169,7 +176,7 @@ def test_every_task_grammar_accepts_its_targets(name, tiny, shapes):
     """The constrained decoder's grammar for each task accepts the task's training targets."""
     task = make_task(name, noise_pad_to=6) if name == "detect" else TASKS[name]
     grammar = task.grammar(tiny).compiled
-    records = tones() if task.uses == ("audio",) else shapes[:3]
+    records = tones() if task.uses == ("audio",) else rendered_text() if name == "ocr" else shapes[:3]
     accepted = 0
     for seed, record in enumerate(records):
         record = record.replace(meta={})  # image codes of the other bundle's image tokenizer do not apply

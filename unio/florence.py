@@ -7,6 +7,7 @@ checkpoint unchanged.
     # {"<OD>": {"bboxes": [[x1, y1, x2, y2], ...], "labels": ["circle", ...]}}
     run_prompt(pipe, "<CAPTION_TO_PHRASE_GROUNDING>", image, "the red circle")
     run_prompt(pipe, "<REGION_TO_DESCRIPTION>", image, "<loc_52><loc_332><loc_932><loc_774>")
+    run_prompt(pipe, "<OCR>", image)  # {"<OCR>": "HOW cup CAN"} (the `ocr` task)
 
 Each prompt runs one unio task (`PROMPTS`); coordinates are pixels of the input image, as in
 Florence-2. Region inputs take Florence-2's ``<loc_N>`` text (N in 0..999, 1000 bins per side of
@@ -17,8 +18,8 @@ the image) or a box in pixels. Differences, by design:
   return at most one box (unio's `ground` task), where Florence-2 grounds every phrase it finds;
 - segmentation polygons are the outlines of unio's mask (marching squares along the pixel edges,
   corners cut diagonally; one polygon per contour);
-- prompts of tasks unio does not train (OCR, region proposals, region-to-segmentation) raise a
-  ValueError that says so, instead of returning an empty result.
+- prompts of tasks unio does not train (OCR with regions, dense region captions, region proposals,
+  region-to-segmentation) raise a ValueError that says so, instead of returning an empty result.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ PROMPTS: dict[str, PromptSpec] = {
     "<REFERRING_EXPRESSION_SEGMENTATION>": PromptSpec("refseg", "expression"),
     "<REGION_TO_DESCRIPTION>": PromptSpec("region_caption", "region"),
     "<REGION_TO_CATEGORY>": PromptSpec("region_caption", "region"),
+    "<OCR>": PromptSpec("ocr"),
 }
 # Florence-2 prompts with no unio task yet: a clear error rather than an empty answer
 NOT_AVAILABLE = (
-    "<OCR>",
     "<OCR_WITH_REGION>",
     "<DENSE_REGION_CAPTION>",
     "<REGION_PROPOSAL>",

@@ -51,7 +51,7 @@ IMAGE_MODES = ("RGB", "L")
 # ------------------------------------------------------------------------------------------ results
 @dataclass
 class TextResult:
-    """caption, vqa, classify, region_caption, asr, audio_classify."""
+    """caption, vqa, classify, ocr, region_caption, asr, audio_classify."""
 
     text: str
     valid: bool = True
@@ -170,6 +170,7 @@ RESULT_TYPES: dict[str, type] = {
     "classify": TextResult,
     "region_caption": TextResult,
     "asr": TextResult,
+    "ocr": TextResult,
     "audio_classify": TextResult,
     "detect": DetectionResult,
     "ground": BoxResult,
@@ -468,6 +469,9 @@ class Pipeline:
 
     def classify(self, image: Any) -> Any:
         return self("classify", image=image)
+
+    def read_text(self, image: Any) -> Any:
+        return self("ocr", image=image)
 
     def ground(self, image: Any, expression: Any) -> Any:
         return self("ground", image=image, text=expression)

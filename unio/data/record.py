@@ -99,7 +99,7 @@ class Record:
     label: str | None = None  # class name for classification
     audio: np.ndarray | None = None  # float32 mono in [-1, 1]
     sample_rate: int | None = None
-    transcript: str | None = None
+    transcript: str | None = None  # the words spoken in `audio`, or written in `image` (ocr)
     meta: dict[str, object] = field(default_factory=dict)  # free-form extras, e.g. split, speaker
 
     @property

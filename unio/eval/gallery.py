@@ -169,6 +169,7 @@ REFERENCE_TEXT = {
     "classify": "label",
     "audio_classify": "label",
     "asr": "transcript",
+    "ocr": "text",
     "tts": "transcript",
     "text_to_image": "description",
 }

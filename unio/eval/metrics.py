@@ -26,6 +26,7 @@ The uniform signature:
   | keypoints                    | `keypoints` (17x3), `box` (xyxy), `image_size`; optional `area`       |
   | text_to_image                | `label` (None for caption-only records: skipped by the classifier)    |
   | asr                          | `transcript`                                                          |
+  | ocr                          | `text`: the text in the image                                         |
   | tts                          | `audio` (mono waveform) and `sample_rate` of the recorded clip        |
   | span_corruption              | `spans`: sentinel -> text                                             |
   | masked_image                 | `image`: the uncorrupted HxWx3 uint8 image at the tokenizer's size    |
@@ -51,7 +52,13 @@ from unio.eval.captioning import caption_scores
 from unio.eval.dense import grounding_accuracy, refseg_iou
 from unio.eval.detection import coco_detection_map, coco_keypoint_ap
 from unio.eval.image_metrics import classifier_accuracy, frechet_inception_distance, psnr
-from unio.eval.text_metrics import asr_error_rates, classification_accuracy, span_exact_match, vqa_accuracy
+from unio.eval.text_metrics import (
+    asr_error_rates,
+    classification_accuracy,
+    ocr_error_rates,
+    span_exact_match,
+    vqa_accuracy,
+)
 
 Scorer = Callable[..., dict[str, float]]
 
@@ -133,6 +140,10 @@ def score_asr(predictions: list, references: list, **context: Any) -> dict[str, 
     return _with_count(asr_error_rates(predictions, _field(references, "transcript", "asr")), predictions)
 
 
+def score_ocr(predictions: list, references: list, **context: Any) -> dict[str, float]:
+    return _with_count(ocr_error_rates(predictions, _field(references, "text", "ocr")), predictions)
+
+
 def score_tts(predictions: list, references: list, **context: Any) -> dict[str, float]:
     audio = _field(references, "audio", "tts")
     rates = _field(references, "sample_rate", "tts")
@@ -160,6 +171,7 @@ METRICS: dict[str, Scorer] = {
     "keypoints": score_keypoints,
     "text_to_image": score_text_to_image,
     "asr": score_asr,
+    "ocr": score_ocr,
     "tts": score_tts,
     "audio_classify": score_classify,
     "span_corruption": score_span_corruption,
@@ -178,6 +190,7 @@ HEADLINE: dict[str, str] = {
     "keypoints": "oks_ap",
     "text_to_image": "classifier_accuracy",
     "asr": "wer",
+    "ocr": "cer",
     "tts": "mel_l1_db",
     "audio_classify": "accuracy",
     "span_corruption": "span_exact_match",

@@ -1,5 +1,5 @@
-"""Text-answer metrics: VQA accuracy, classification accuracy, ASR word and character error rates,
-span-corruption exact match.
+"""Text-answer metrics: VQA accuracy, classification accuracy, ASR and OCR word and character error
+rates, span-corruption exact match.
 
 VQA accuracy is the official VQA evaluation (Antol et al. 2015; GT-Vision-Lab/VQA `vqaEval.py`),
 written here because no maintained package provides it:
@@ -20,7 +20,9 @@ as lmms-eval and LAVIS do, so `two` matches a reference `2`.
 WER and CER come from `jiwer` (corpus level: total edits / total reference words or characters) after
 the same normalisation on both sides (`ASR_TRANSFORM`): lowercase, remove punctuation (Unicode
 category P, so `don't` -> `dont`, `well-known` -> `wellknown`), collapse runs of spaces, strip.
-CER counts characters of that normalised text, spaces included (jiwer's convention).
+CER counts characters of that normalised text, spaces included (jiwer's convention). OCR
+(`ocr_error_rates`) uses the same jiwer measures without lowercasing or removing punctuation: reading
+"Cat" as "cat" is an error.
 """
 
 from __future__ import annotations
@@ -169,6 +171,22 @@ def asr_error_rates(predictions: Sequence[str], transcripts: Sequence[str]) -> d
     words = jiwer.process_words(refs, hyps)
     chars = jiwer.process_characters(refs, hyps)
     return {"wer": float(words.wer), "cer": float(chars.cer)}
+
+
+def ocr_error_rates(predictions: Sequence[str], texts: Sequence[str]) -> dict[str, float]:
+    """OCR: corpus CER and WER by jiwer, case-sensitive (the text must be read as written; only runs of
+    whitespace are collapsed), and `exact_match`, the fraction of images read without an error."""
+    _check_lengths("ocr_error_rates", predictions, texts)
+    refs = [" ".join(t.split()) for t in texts]
+    hyps = [" ".join(str(p or "").split()) for p in predictions]
+    empty = [i for i, r in enumerate(refs) if not r]
+    if empty:
+        raise ValueError(f"ocr_error_rates: references {empty[:10]} are empty")
+    return {
+        "cer": float(jiwer.process_characters(refs, hyps).cer),
+        "wer": float(jiwer.process_words(refs, hyps).wer),
+        "exact_match": sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs),
+    }
 
 
 # -- span corruption ----------------------------------------------------------------------------------

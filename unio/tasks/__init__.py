@@ -18,7 +18,7 @@ from unio.tasks.box_tasks import DetectTask, GroundTask, KeypointsTask, RegionCa
 from unio.tasks.bundle import Tokenizers
 from unio.tasks.denoise import MaskedImageTask, SpanCorruptionTask
 from unio.tasks.dense_tasks import RefSegTask, TextToImageTask
-from unio.tasks.text_tasks import CaptionTask, ClassifyTask, VQATask
+from unio.tasks.text_tasks import CaptionTask, ClassifyTask, OCRTask, VQATask
 
 TASKS: dict[str, Task] = {
     task.name: task
@@ -26,6 +26,7 @@ TASKS: dict[str, Task] = {
         CaptionTask(),
         VQATask(),
         ClassifyTask(),
+        OCRTask(),
         DetectTask(),
         GroundTask(),
         RegionCaptionTask(),

@@ -4,6 +4,7 @@ caption   <to_text> "Describe the image." <image> codes </image>      -> "a red 
           (with input_repr=patches: <image> x rows*cols placeholders instead of the codes, see base.py)
 vqa       <to_text> "Question: what color is the circle?" <image> ... -> "red" <eos>
 classify  <to_text> "What class is this image?" <image> ...           -> "circle" <eos>
+ocr       <to_text> "What is the text in the image?" <image> ...     -> "HOW cup CAN" <eos>
 """
 
 from __future__ import annotations
@@ -135,3 +136,34 @@ class ClassifyTask(Task):
         if self.classes:
             return grammars.closed_answers(tok.codec, list(self.classes))
         return grammars.answer_text(tok.codec)
+
+
+@dataclass(frozen=True)
+class OCRTask(Task):
+    """The text written in the image, in reading order (lines top to bottom, words left to right), as
+    the record's `transcript` (e.g. the `rendered_text` source). Scored by character error rate,
+    case-sensitive (unio/eval/text_metrics.py `ocr_error_rates`)."""
+
+    name: str = "ocr"
+    prompts: tuple[str, ...] = (
+        "What is the text in the image?",
+        "Read the text in the image.",
+        "What does the image say?",
+        "Transcribe the text in the picture.",
+    )
+    eval_prompt: str = "What is the text in the image?"
+    metric: ClassVar[str] = "cer"
+    uses: ClassVar[tuple[str, ...]] = ("image",)
+    patch_inputs: ClassVar[bool] = True
+
+    def build(
+        self, record: Any, rng: random.Random, tok: Tokenizers, train: bool = True, item: int | None = None
+    ) -> Example | None:
+        if record.image is None or not record.transcript:
+            return None
+        visual, pixels = self.image_input(record, tok)
+        inputs = [self.prefix(), Text(self.prompt(rng, train)), visual]
+        return Example(inputs, [Text(record.transcript)], {"text": record.transcript}, image=pixels)
+
+    def parse(self, segments: list[Segment], meta: dict[str, Any], tok: Tokenizers) -> str:
+        return first_text(segments)

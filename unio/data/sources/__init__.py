@@ -17,12 +17,14 @@ from unio.data.sources.hf import HFConfig, HFSource
 from unio.data.sources.image_folder import ImageFolderConfig, ImageFolderSource
 from unio.data.sources.ljspeech import LJSpeechConfig, LJSpeechSource
 from unio.data.sources.mnist import MnistConfig, MnistSource
+from unio.data.sources.rendered_text import RenderedTextConfig, RenderedTextSource
 from unio.data.sources.shapes import ShapesConfig, ShapesSource
 from unio.data.sources.shapes_audio import TonesConfig, TonesSource
 from unio.data.sources.voc import VocConfig, VocSource
 
 SOURCES: dict[str, tuple[type, type[Source]]] = {
     "shapes": (ShapesConfig, ShapesSource),
+    "rendered_text": (RenderedTextConfig, RenderedTextSource),
     "tones": (TonesConfig, TonesSource),
     "coco": (CocoConfig, CocoSource),
     "voc": (VocConfig, VocSource),
