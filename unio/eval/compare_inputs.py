@@ -135,7 +135,8 @@ class CompareConfig:
     # the loss can fall only through the image; "Making the V in VQA matter", Goyal et al. 2017)
     balance_answers: bool = False
     # The loss is a mean over target tokens ("token", as unio-train) or over examples ("example": every
-    # row counts once, so a one-word answer weighs as much as a 30-token caption)
+    # row counts once, so a one-word answer weighs as much as a 30-token caption). "example" did not
+    # raise VQA and lowered grounding (docs/results.md, phase 7)
     loss_per: str = "token"
     lr: float = 1e-3
     warmup_steps: int = 100
