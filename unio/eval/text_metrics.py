@@ -158,6 +158,18 @@ def normalize_transcript(text: str) -> str:
     return ASR_TRANSFORM(text)
 
 
+def _corpus_error_rates(where: str, refs: list[str], hyps: list[str]) -> dict[str, float]:
+    """jiwer's corpus WER and CER of already normalised texts; a reference that normalised to nothing
+    is an error (WER is undefined for it), an empty prediction is all deletions."""
+    empty = [i for i, r in enumerate(refs) if not r]
+    if empty:
+        raise ValueError(f"{where}: references {empty[:10]} are empty after normalisation")
+    return {
+        "wer": float(jiwer.process_words(refs, hyps).wer),
+        "cer": float(jiwer.process_characters(refs, hyps).cer),
+    }
+
+
 def asr_error_rates(predictions: Sequence[str], transcripts: Sequence[str]) -> dict[str, float]:
     """Corpus WER and CER by jiwer after `normalize_transcript`: {"wer": ..., "cer": ...}. A reference
     that normalises to nothing is an error (WER is undefined for it); an empty prediction is all
@@ -165,12 +177,7 @@ def asr_error_rates(predictions: Sequence[str], transcripts: Sequence[str]) -> d
     _check_lengths("asr_error_rates", predictions, transcripts)
     refs = [normalize_transcript(t) for t in transcripts]
     hyps = [normalize_transcript(p) for p in predictions]
-    empty = [i for i, r in enumerate(refs) if not r]
-    if empty:
-        raise ValueError(f"asr_error_rates: references {empty[:10]} are empty after normalisation")
-    words = jiwer.process_words(refs, hyps)
-    chars = jiwer.process_characters(refs, hyps)
-    return {"wer": float(words.wer), "cer": float(chars.cer)}
+    return _corpus_error_rates("asr_error_rates", refs, hyps)
 
 
 def ocr_error_rates(predictions: Sequence[str], texts: Sequence[str]) -> dict[str, float]:
@@ -179,14 +186,8 @@ def ocr_error_rates(predictions: Sequence[str], texts: Sequence[str]) -> dict[st
     _check_lengths("ocr_error_rates", predictions, texts)
     refs = [" ".join(t.split()) for t in texts]
     hyps = [" ".join(str(p or "").split()) for p in predictions]
-    empty = [i for i, r in enumerate(refs) if not r]
-    if empty:
-        raise ValueError(f"ocr_error_rates: references {empty[:10]} are empty")
-    return {
-        "cer": float(jiwer.process_characters(refs, hyps).cer),
-        "wer": float(jiwer.process_words(refs, hyps).wer),
-        "exact_match": sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs),
-    }
+    rates = _corpus_error_rates("ocr_error_rates", refs, hyps)
+    return {**rates, "exact_match": sum(h == r for h, r in zip(hyps, refs, strict=True)) / len(refs)}
 
 
 # -- span corruption ----------------------------------------------------------------------------------
