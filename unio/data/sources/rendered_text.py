@@ -113,6 +113,7 @@ class RenderedTextSource(Source):
         line_height = ascent + descent
         block_height = line_height * len(lines)
         top = int(rng.integers(0, max(1, size - block_height + 1)))
+        ink_rgb = tuple(int(c) for c in ink)
         canvas = Image.new("RGB", (size, size), tuple(int(c) for c in paper))
         draw = ImageDraw.Draw(canvas)
         placed: list[tuple[str, tuple[int, int, int, int]]] = []
@@ -122,7 +123,7 @@ class RenderedTextSource(Source):
             x = float(rng.integers(0, max(1, int(size - width) + 1)))
             y = top + row * line_height
             for word in line:
-                draw.text((x, y), word, fill=tuple(int(c) for c in ink), font=font)
+                draw.text((x, y), word, fill=ink_rgb, font=font)
                 placed.append((word, draw.textbbox((x, y), word, font=font)))
                 x += font.getlength(word) + space
         image = np.asarray(canvas, dtype=np.int16)
