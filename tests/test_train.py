@@ -180,6 +180,34 @@ def test_fingerprint_mismatch_is_refused(tmp_path, cache_dir):
         train(same_dir)
 
 
+def test_model_mismatch_is_refused(tmp_path, cache_dir):
+    """Another head count has the same weight shapes: resuming it must fail, not load silently."""
+    first = train(
+        compose_train(tiny_overrides(tmp_path, cache_dir, "trainer.max_steps=2", "trainer.val_every=0"))
+    )
+    heads = ckpt.read_model_config(ckpt.find_latest(first.run_dir)).n_heads
+    again = compose_train(
+        tiny_overrides(tmp_path, cache_dir, "trainer.max_steps=4", f"model.n_heads={heads * 2}")
+    )
+    with pytest.raises(
+        ValueError, match=rf"holds another model \(n_heads: checkpoint {heads} vs configured {heads * 2}\)"
+    ):
+        train(again)
+    # a training-only field may change on resume
+    resumed = train(
+        compose_train(
+            tiny_overrides(
+                tmp_path,
+                cache_dir,
+                "trainer.max_steps=3",
+                "trainer.val_every=0",
+                "model.condition_dropout=0.1",
+            )
+        )
+    )
+    assert (resumed.final_step, resumed.steps) == (3, 1)
+
+
 def test_partial_checkpoints_are_ignored(tmp_path):
     root = tmp_path / "checkpoints"
     (root / "step-0000002").mkdir(parents=True)

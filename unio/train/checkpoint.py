@@ -32,6 +32,7 @@ import json
 import os
 import random
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from unio.model.checkpoint import (
     TOKENIZERS,
     find_latest,
     list_checkpoints,
+    read_model_config,
     read_tokenizer_fingerprints,
     resolve_checkpoint,
     save_model_files,
@@ -165,6 +167,28 @@ def check_fingerprints(checkpoint: Path, expected: dict[str, str]) -> None:
         )
 
 
+# ModelConfig fields that steer only training: a resumed run may change them
+TRAINING_ONLY_FIELDS = ("condition_dropout", "init_std")
+
+
+def check_model_config(checkpoint: Path, expected: ModelConfig) -> None:
+    """Refuse a checkpoint whose model differs from the configured one. Some changes (n_heads with
+    the same width, rope_theta, qk_norm off) leave every weight's shape alone, so the strict weight
+    load alone would resume them silently as another model."""
+    found = json.loads(json.dumps(asdict(read_model_config(checkpoint))))
+    wanted = json.loads(json.dumps(asdict(expected)))
+    changed = [
+        f"{name}: checkpoint {found.get(name)!r} vs configured {value!r}"
+        for name, value in wanted.items()
+        if name not in TRAINING_ONLY_FIELDS and found.get(name) != value
+    ]
+    if changed:
+        raise ValueError(
+            f"{checkpoint} holds another model ({'; '.join(changed)}); configure the same model, or "
+            "start a new run (resume=never or another run_dir)"
+        )
+
+
 def load_checkpoint(
     checkpoint: Path, model: UnifiedTransformer, optimizer: torch.optim.Optimizer | None
 ) -> dict[str, Any]:
@@ -188,6 +212,7 @@ def load_checkpoint(
 
 
 __all__ = [
+    "check_model_config",
     "find_latest",
     "list_checkpoints",
     "load_checkpoint",

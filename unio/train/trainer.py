@@ -368,6 +368,7 @@ def train(
         source = ckpt.resolve_checkpoint(cfg.resume)
     if source is not None:
         ckpt.check_fingerprints(source, tok.fingerprints())
+        ckpt.check_model_config(source, model_config)
         loaded = ckpt.load_checkpoint(source, wrapped.model, optimizer)
         state.update({k: loaded[k] for k in state if k in loaded})
         if loaded.get("world_size", info.world_size) == info.world_size:
