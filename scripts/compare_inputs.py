@@ -4,7 +4,7 @@ world; held-out metrics and image dependence per task. The last line is the JSON
 ``{"patches": {task: metric}, "codes": {...}, "blind": {...}, "image_dependence": {...}, ...}``, also
 written to <output_dir>/compare_inputs.json.
 
-python scripts/compare_inputs.py                 # the acceptance run of issue #12 (~20 min, 2 cores)
+python scripts/compare_inputs.py                 # the acceptance run of issue #12 (~22 min, 2 cores)
 python scripts/compare_inputs.py tokenizers.image.path=artifacts/tokenizers/image_f8_vq1024/tokenizer
 python scripts/compare_inputs.py steps=20 train_records=64 eval_records=16 max_eval_examples=16   # smoke
 python scripts/compare_inputs.py arms=[patches,blind] stem_kind=linear model=small

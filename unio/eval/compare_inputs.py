@@ -41,7 +41,7 @@ cross entropy through `SequenceLoss`) and carries the recipe the probes and thes
   with 2 layers, at about the same cost per step.
 - *Enough steps*: VQA starts to use the image between 1,700 and 2,400 steps (a run at 1,700 stays
   within 0.1 of the blind prior). Two attention heads of 64 dims instead of four of 32 (the same
-  parameters and FLOPs; conf/compare_inputs.yaml) make a CPU step a quarter cheaper, which is what
+  parameters and FLOPs; conf/compare_inputs.yaml) make a CPU step about a fifth cheaper, which is what
   fits 2,400 steps into the budget.
 - *Many scenes*: 16,000 training scenes, so that each is seen about once per task (grounding
   generalised better than with 4,000 scenes seen several times each).
@@ -124,7 +124,7 @@ class CompareConfig:
     stem_kind: str = "conv"  # linear | conv (unio/model/patches.py)
     stem_position: str = "sine"  # none | learned | sine
     # With `parallel_arms` and 2 heads (conf/compare_inputs.yaml) the three arms train and evaluate in
-    # about 23 minutes on 2 cores. VQA needs them: 1,700 steps left it within 0.1 of the blind prior
+    # about 22 minutes on 2 cores. VQA needs them: 1,700 steps left it within 0.1 of the blind prior
     # (docs/results.md, phases 6-8)
     steps: int = 2400
     batch_size: int = 32
