@@ -63,7 +63,7 @@ class DemoConfig:
     train_overrides: list[str] = field(
         default_factory=lambda: [
             "experiment=shapes_perception",
-            "trainer.max_steps=1000",
+            "trainer.max_steps=1500",
             "run_dir=runs/demo",
         ]
     )
