@@ -173,7 +173,7 @@ TRAINING_ONLY_FIELDS = ("condition_dropout", "init_std")
 
 def check_model_config(checkpoint: Path, expected: ModelConfig) -> None:
     """Refuse a checkpoint whose model differs from the configured one. Some changes (n_heads with
-    the same width, rope_theta, qk_norm off) leave every weight's shape alone, so the strict weight
+    the same width, rope_theta, norm_eps) leave every weight's shape alone, so the strict weight
     load alone would resume them silently as another model."""
     found = json.loads(json.dumps(asdict(read_model_config(checkpoint))))
     wanted = json.loads(json.dumps(asdict(expected)))
